@@ -1,0 +1,54 @@
+// swift-tools-version: 6.0
+import PackageDescription
+
+let package = Package(
+    name: "vgpu-migrate",
+    platforms: [.macOS(.v14)],
+    products: [
+        .executable(name: "vgpu-migrate", targets: ["vgpu-migrate"]),
+        .executable(name: "vgpu-agent", targets: ["vgpu-agent"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
+    ],
+    targets: [
+        // Pure core: host and guest models, parsers, rules. No C, no I/O.
+        .target(name: "VGPUMigrationCore"),
+
+        // Policy files (YAML the operator edits) into core values.
+        .target(
+            name: "VGPUPolicies",
+            dependencies: ["VGPUMigrationCore", .product(name: "Yams", package: "Yams")]
+        ),
+
+        // Reads a host's vGPU facts from sysfs (mdev bus and NVIDIA vendor-specific VFs).
+        .target(name: "VGPUHost", dependencies: ["VGPUMigrationCore"]),
+
+        // libvirt: the only module that imports CLibvirt.
+        .systemLibrary(
+            name: "CLibvirt",
+            pkgConfig: "libvirt",
+            providers: [.apt(["libvirt-dev"])]
+        ),
+        .target(name: "VGPUMigrationLibvirt", dependencies: ["CLibvirt", "VGPUMigrationCore"]),
+
+        // Commands; the executables only call into this.
+        .target(
+            name: "VGPUMigrationCLI",
+            dependencies: [
+                "VGPUMigrationCore", "VGPUHost", "VGPUPolicies", "VGPUMigrationLibvirt",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+        .executableTarget(name: "vgpu-migrate", dependencies: ["VGPUMigrationCLI"]),
+        .executableTarget(name: "vgpu-agent", dependencies: ["VGPUMigrationCLI"]),
+
+        .testTarget(name: "VGPUMigrationCoreTests", dependencies: ["VGPUMigrationCore", "VGPUPolicies"]),
+        .testTarget(name: "VGPUPoliciesTests", dependencies: ["VGPUPolicies"]),
+        .testTarget(name: "VGPUHostTests", dependencies: ["VGPUHost", "VGPUPolicies"]),
+        .testTarget(name: "VGPUMigrationLibvirtTests", dependencies: ["VGPUMigrationLibvirt", "VGPUPolicies"]),
+        .testTarget(name: "VGPUMigrationCLITests", dependencies: ["VGPUMigrationCLI"]),
+    ],
+    swiftLanguageModes: [.v6]
+)

@@ -1,0 +1,63 @@
+import Foundation
+import VGPUMigrationCore
+
+/// ``SysfsIO`` over a real directory tree: `/` on a live host, or a captured tree.
+package struct DirectorySysfs: SysfsIO {
+    package let root: URL
+
+    package init(root: String) {
+        self.root = URL(fileURLWithPath: root, isDirectory: true).standardizedFileURL
+    }
+
+    package var rootDescription: String { root.path }
+
+    /// The absolute path of `relative`, for messages.
+    package func absolute(_ relative: String) -> String {
+        root.appendingPathComponent(relative).path
+    }
+
+    package func readFile(_ path: String) throws(SysfsError) -> String? {
+        let url = root.appendingPathComponent(path)
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: url.path, isDirectory: &isDirectory) else { return nil }
+        if isDirectory.boolValue {
+            throw SysfsError(path: url.path, message: "is a directory, expected a file")
+        }
+        let data: Data
+        do {
+            data = try Data(contentsOf: url)
+        } catch {
+            throw SysfsError(path: url.path, message: "cannot be read (\(error.localizedDescription))")
+        }
+        guard let text = String(data: data, encoding: .utf8) else {
+            throw SysfsError(path: url.path, message: "is not text (\(data.count) bytes that are not UTF-8)")
+        }
+        return text
+    }
+
+    package func listDirectory(_ path: String) throws(SysfsError) -> [String]? {
+        let url = root.appendingPathComponent(path)
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: url.path, isDirectory: &isDirectory) else { return nil }
+        guard isDirectory.boolValue else {
+            throw SysfsError(path: url.path, message: "is a file, expected a directory")
+        }
+        do {
+            return try FileManager.default.contentsOfDirectory(atPath: url.path).sorted()
+        } catch {
+            throw SysfsError(path: url.path, message: "cannot be listed (\(error.localizedDescription))")
+        }
+    }
+
+    package func readLink(_ path: String) throws(SysfsError) -> String? {
+        let url = root.appendingPathComponent(path)
+        guard let attributes = try? FileManager.default.attributesOfItem(atPath: url.path),
+            attributes[.type] as? FileAttributeType == .typeSymbolicLink
+        else { return nil }
+        do {
+            return try FileManager.default.destinationOfSymbolicLink(atPath: url.path)
+        } catch {
+            throw SysfsError(path: url.path, message: "symbolic link cannot be read (\(error.localizedDescription))")
+        }
+    }
+}
