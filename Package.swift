@@ -44,11 +44,17 @@ let package = Package(
         .executableTarget(name: "vgpu-migrate", dependencies: ["VGPUMigrationCLI"]),
         .executableTarget(name: "vgpu-agent", dependencies: ["VGPUMigrationCLI"]),
 
-        .testTarget(name: "VGPUMigrationCoreTests", dependencies: ["VGPUMigrationCore", "VGPUPolicies"]),
-        .testTarget(name: "VGPUPoliciesTests", dependencies: ["VGPUPolicies"]),
-        .testTarget(name: "VGPUHostTests", dependencies: ["VGPUHost", "VGPUPolicies"]),
-        .testTarget(name: "VGPUMigrationLibvirtTests", dependencies: ["VGPUMigrationLibvirt", "VGPUPolicies"]),
-        .testTarget(name: "VGPUMigrationCLITests", dependencies: ["VGPUMigrationCLI"]),
+        // Paths to Fixtures/ and the shared real-world data, for the test targets only.
+        .target(name: "VGPUTestSupport"),
+
+        .testTarget(name: "VGPUMigrationCoreTests", dependencies: ["VGPUMigrationCore", "VGPUTestSupport"]),
+        .testTarget(name: "VGPUPoliciesTests", dependencies: ["VGPUPolicies", "VGPUTestSupport"]),
+        .testTarget(name: "VGPUHostTests", dependencies: ["VGPUHost", "VGPUPolicies", "VGPUTestSupport"]),
+        .testTarget(
+            name: "VGPUMigrationLibvirtTests",
+            dependencies: ["VGPUMigrationLibvirt", "VGPUPolicies", "VGPUTestSupport"]
+        ),
+        .testTarget(name: "VGPUMigrationCLITests", dependencies: ["VGPUMigrationCLI", "VGPUTestSupport"]),
     ],
     swiftLanguageModes: [.v6]
 )
