@@ -1,0 +1,142 @@
+import CLibvirt
+import Dispatch
+
+#if canImport(Glibc)
+    import Glibc
+#elseif canImport(Darwin)
+    import Darwin
+#endif
+
+/// An open libvirt connection (`virConnectPtr`), closed when the value goes away.
+///
+/// libvirt calls block, so every call runs on this connection's own serial queue, never on
+/// Swift's cooperative thread pool; the error of a failed call is read on that same thread.
+package final class LibvirtConnection: @unchecked Sendable {
+    // Touched only on `queue`.
+    private let pointer: OpaquePointer
+    private let queue: DispatchQueue
+    /// The URI the connection was opened with.
+    package let uri: String
+
+    private init(pointer: OpaquePointer, queue: DispatchQueue, uri: String) {
+        self.pointer = pointer
+        self.queue = queue
+        self.uri = uri
+    }
+
+    deinit {
+        let pointer = self.pointer
+        queue.sync { _ = virConnectClose(pointer) }
+    }
+
+    /// Opens `uri` (`qemu:///system`, `qemu+tcp://host/system`, `test:///default`, ...).
+    package static func open(uri: String, readOnly: Bool = false) async throws -> LibvirtConnection {
+        let queue = DispatchQueue(label: "vgpu-migrate.libvirt.\(uri)")
+        return try await run(on: queue) { () throws(LibvirtError) -> LibvirtConnection in
+            try LibvirtLibrary.ensureInitialized()
+            let opened = readOnly ? virConnectOpenReadOnly(uri) : virConnectOpen(uri)
+            guard let opened else { throw LibvirtError.last(operation: "connecting to \(uri)") }
+            return LibvirtConnection(pointer: opened, queue: queue, uri: uri)
+        }
+    }
+
+    /// Runs `body` with the connection pointer on the connection's queue.
+    func call<T: Sendable>(_ body: @escaping @Sendable (OpaquePointer) throws(LibvirtError) -> T) async throws -> T {
+        let pointer = UnsafeSendable(pointer)
+        return try await Self.run(on: queue) { () throws(LibvirtError) -> T in try body(pointer.value) }
+    }
+
+    private static func run<T: Sendable>(
+        on queue: DispatchQueue, _ body: @escaping @Sendable () throws(LibvirtError) -> T
+    ) async throws -> T {
+        try await withCheckedThrowingContinuation { continuation in
+            queue.async {
+                do {
+                    continuation.resume(returning: try body())
+                } catch {
+                    continuation.resume(throwing: error)
+                }
+            }
+        }
+    }
+
+    /// The libvirt library version the daemon runs (`virConnectGetLibVersion`).
+    package func libraryVersion() async throws -> LibvirtVersion {
+        try await call { (connection) throws(LibvirtError) in
+            var version: UInt = 0
+            guard virConnectGetLibVersion(connection, &version) == 0 else {
+                throw LibvirtError.last(operation: "virConnectGetLibVersion")
+            }
+            return LibvirtVersion(encoded: UInt64(version))
+        }
+    }
+
+    /// The hypervisor (QEMU) version (`virConnectGetVersion`).
+    package func hypervisorVersion() async throws -> LibvirtVersion {
+        try await call { (connection) throws(LibvirtError) in
+            var version: UInt = 0
+            guard virConnectGetVersion(connection, &version) == 0 else {
+                throw LibvirtError.last(operation: "virConnectGetVersion")
+            }
+            return LibvirtVersion(encoded: UInt64(version))
+        }
+    }
+
+    /// The host's name as libvirt reports it.
+    package func hostname() async throws -> String {
+        try await call { (connection) throws(LibvirtError) in
+            guard let name = virConnectGetHostname(connection) else {
+                throw LibvirtError.last(operation: "virConnectGetHostname")
+            }
+            defer { free(name) }
+            return String(cString: name)
+        }
+    }
+
+    /// The XML of every node device. The test driver refuses filter flags, so all devices are
+    /// listed and callers filter on the parsed capability.
+    package func nodeDeviceXMLs() async throws -> [(name: String, xml: String)] {
+        try await call { (connection) throws(LibvirtError) in
+            var list: UnsafeMutablePointer<OpaquePointer?>?
+            let count = virConnectListAllNodeDevices(connection, &list, 0)
+            guard count >= 0, let list else { throw LibvirtError.last(operation: "virConnectListAllNodeDevices") }
+            // Own every handle first so that each is freed, also when a later call fails.
+            let devices = (0..<Int(count)).compactMap { list[$0].map(NodeDeviceHandle.init) }
+            free(list)
+            var result: [(name: String, xml: String)] = []
+            for device in devices { result.append((device.name, try device.xml())) }
+            return result
+        }
+    }
+}
+
+/// A `virNodeDevicePtr`, freed when the value goes away. Used only on its connection's queue.
+final class NodeDeviceHandle {
+    private let pointer: OpaquePointer
+
+    init(_ pointer: OpaquePointer) {
+        self.pointer = pointer
+    }
+
+    deinit {
+        virNodeDeviceFree(pointer)
+    }
+
+    var name: String {
+        virNodeDeviceGetName(pointer).map { String(cString: $0) } ?? ""
+    }
+
+    func xml() throws(LibvirtError) -> String {
+        guard let text = virNodeDeviceGetXMLDesc(pointer, 0) else {
+            throw LibvirtError.last(operation: "virNodeDeviceGetXMLDesc(\(name))")
+        }
+        defer { free(text) }
+        return String(cString: text)
+    }
+}
+
+/// Carries a C pointer into a closure that runs on the connection's queue.
+struct UnsafeSendable<Value>: @unchecked Sendable {
+    let value: Value
+    init(_ value: Value) { self.value = value }
+}

@@ -1,0 +1,60 @@
+import CLibvirt
+
+/// A failed libvirt call: libvirt's error code, domain and message.
+package struct LibvirtError: Error, Sendable, Hashable, CustomStringConvertible {
+    /// `virErrorNumber` (e.g. 38 = VIR_ERR_SYSTEM_ERROR).
+    package var code: Int32
+    /// `virErrorDomain`: which part of libvirt reported it.
+    package var domain: Int32
+    package var message: String
+    /// The call that failed, for context.
+    package var operation: String
+
+    package var description: String { "\(operation) failed: \(message) (libvirt error \(code), domain \(domain))" }
+
+    /// libvirt's VIR_ERR_NO_NODE_DEVICE.
+    package static let noNodeDevice: Int32 = 40
+
+    /// The last error libvirt recorded on this thread. Call on the thread of the failing call,
+    /// right after it.
+    static func last(operation: String) -> LibvirtError {
+        guard let error = virGetLastError() else {
+            return LibvirtError(code: -1, domain: 0, message: "libvirt reported no error details", operation: operation)
+        }
+        let message = error.pointee.message.map { String(cString: $0) } ?? "no message"
+        return LibvirtError(
+            code: error.pointee.code, domain: error.pointee.domain, message: message, operation: operation)
+    }
+}
+
+/// libvirt's one-time set-up: `virInitialize()` and a silent default error handler (errors
+/// are read with `virGetLastError()` instead of printed to stderr).
+enum LibvirtLibrary {
+    private static let initialized: Bool = {
+        virSetErrorFunc(nil) { _, _ in }
+        return virInitialize() == 0
+    }()
+
+    static func ensureInitialized() throws(LibvirtError) {
+        guard initialized else { throw LibvirtError.last(operation: "virInitialize") }
+    }
+}
+
+/// A version libvirt encodes as major * 1,000,000 + minor * 1,000 + micro.
+package struct LibvirtVersion: Sendable, Hashable, Comparable, CustomStringConvertible {
+    package var major: UInt64
+    package var minor: UInt64
+    package var micro: UInt64
+
+    package init(encoded: UInt64) {
+        major = encoded / 1_000_000
+        minor = (encoded / 1_000) % 1_000
+        micro = encoded % 1_000
+    }
+
+    package var description: String { "\(major).\(minor).\(micro)" }
+
+    package static func < (lhs: LibvirtVersion, rhs: LibvirtVersion) -> Bool {
+        (lhs.major, lhs.minor, lhs.micro) < (rhs.major, rhs.minor, rhs.micro)
+    }
+}
