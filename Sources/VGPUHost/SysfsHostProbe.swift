@@ -77,7 +77,7 @@ package struct SysfsHostProbe: Sendable {
             diagnostics.append(
                 Diagnostic(
                     .warning, "kernel release unknown: \(path("proc/sys/kernel/osrelease")) is missing",
-                    remedy: "the pre-flight check needs it (minimum 5.18.0)"))
+                    remedy: "the pre-flight check compares it with the 5.18.0 minimum"))
         }
         let driver = try driverVersion()
         if driver == nil {

@@ -39,3 +39,52 @@ package enum TestData {
             .sorted { $0.path < $1.path }
     }
 }
+
+/// What a finished process wrote and how it ended.
+package struct ProcessOutcome: Sendable {
+    package var status: Int32
+    package var standardOutput: String
+    package var standardError: String
+}
+
+/// Runs the project's executables as an operator would.
+package enum ProductRunner {
+    /// The built executable `name`: beside the test bundle (`swift test`), else in `.build/debug`.
+    package static func executable(_ name: String) throws -> URL {
+        let candidates = [
+            URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent(name),
+            URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().deletingLastPathComponent()
+                .appendingPathComponent(name),
+            TestData.packageRoot.appendingPathComponent(".build/debug/\(name)"),
+        ]
+        guard let found = candidates.first(where: { FileManager.default.isExecutableFile(atPath: $0.path) }) else {
+            throw CocoaError(
+                .fileNoSuchFile,
+                userInfo: [NSLocalizedDescriptionKey: "executable \(name) not built; looked at \(candidates.map(\.path))"])
+        }
+        return found
+    }
+
+    /// Runs `name` with `arguments` to completion and returns its outcome.
+    package static func run(_ name: String, _ arguments: [String], environment: [String: String] = [:]) throws
+        -> ProcessOutcome
+    {
+        let process = Process()
+        process.executableURL = try executable(name)
+        process.arguments = arguments
+        process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+        let output = Pipe()
+        let error = Pipe()
+        process.standardOutput = output
+        process.standardError = error
+        process.standardInput = FileHandle.nullDevice
+        try process.run()
+        // Read both pipes to the end before waiting, so a large output cannot block the child.
+        let outputData = output.fileHandleForReading.readDataToEndOfFile()
+        let errorData = error.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        return ProcessOutcome(
+            status: process.terminationStatus, standardOutput: String(decoding: outputData, as: UTF8.self),
+            standardError: String(decoding: errorData, as: UTF8.self))
+    }
+}

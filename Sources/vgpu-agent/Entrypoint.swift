@@ -1,1 +1,8 @@
-print("x")
+import VGPUMigrationCLI
+
+@main
+struct Entrypoint {
+    static func main() async {
+        await VGPUAgentCommand.runAndExit()
+    }
+}

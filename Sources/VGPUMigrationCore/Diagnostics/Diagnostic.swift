@@ -28,7 +28,7 @@ package struct Diagnostic: Sendable, Hashable, Codable, CustomStringConvertible 
 
     package var description: String {
         var text = "\(severity.rawValue): \(message)"
-        if let remedy { text += " (\(remedy))" }
+        if let remedy { text += "\n  hint: \(remedy)" }
         return text
     }
 }

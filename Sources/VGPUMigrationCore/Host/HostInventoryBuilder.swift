@@ -126,7 +126,9 @@ package enum HostInventoryBuilder {
                 }
                 if free == 0 && blockedBy == nil {
                     blockedBy =
-                        sriov ? "no free virtual function offers this type" : "the driver reports no available instances"
+                        sriov
+                        ? "no free VF: no free virtual function offers this type"
+                        : "none available: the driver reports no available instances"
                 }
                 capacities.append(
                     VGPUTypeCapacity(

@@ -1,0 +1,166 @@
+import ArgumentParser
+import Foundation
+import VGPUHost
+import VGPUMigrationCore
+import VGPUMigrationLibvirt
+
+/// `vgpu-migrate inspect`: a host's GPUs, their vGPU types with free/used counts, the vGPUs
+/// that exist, the NVIDIA driver and the kernel.
+struct InspectCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "inspect",
+        abstract: "Show a host's GPUs, vGPU types (free/used), existing vGPUs, driver and kernel.",
+        discussion: """
+            By default the local host is read from sysfs (/sys, /proc). --sysfs-root reads a captured \
+            tree instead; --connect reads the host through libvirt node devices (mdev only: libvirt \
+            shows neither the driver version nor NVIDIA vendor-specific VF vGPUs).
+
+            'free' is how many more vGPUs of the type can be created on that physical GPU now: it \
+            honours the SR-IOV VF count, the type's max_instance and homogeneity (time-sliced vGPUs on \
+            one GPU must share one framebuffer size). --json prints the shape documented in README.md.
+            """
+    )
+
+    @Option(name: .customLong("sysfs-root"), help: ArgumentHelp("Root of the sysfs/procfs tree to read.", valueName: "dir"))
+    var sysfsRoot: String = "/"
+
+    @Option(name: .customLong("connect"), help: ArgumentHelp("Read the host through this libvirt URI instead of sysfs.", valueName: "uri"))
+    var libvirtURI: String?
+
+    @Option(name: .customLong("policies"), help: ArgumentHelp("Directory holding gpu-boards.yaml and the policies.", valueName: "dir"))
+    var policies: String?
+
+    @Flag(name: .customLong("json"), help: "Print the inventory as JSON.")
+    var json = false
+
+    func validate() throws {
+        if libvirtURI != nil && sysfsRoot != "/" {
+            throw ValidationError("--sysfs-root and --connect read different sources; give one of them")
+        }
+    }
+
+    func run() async throws {
+        let catalog = try PolicyDirectory.boardCatalog(in: try PolicyDirectory.locate(explicit: policies))
+        let inventory: HostInventory
+        if let libvirtURI {
+            let connection: LibvirtConnection
+            do {
+                connection = try await LibvirtConnection.open(uri: libvirtURI, readOnly: true)
+            } catch {
+                throw CommandFailure(
+                    "cannot reach libvirt at \(libvirtURI): \(error)",
+                    remedy: "check that libvirtd runs there and the URI is right", exitCode: CommandFailure.unreachable)
+            }
+            inventory = try await LibvirtHostInventory.read(connection: connection, catalog: catalog)
+        } else {
+            var isDirectory: ObjCBool = false
+            guard FileManager.default.fileExists(atPath: sysfsRoot, isDirectory: &isDirectory), isDirectory.boolValue
+            else {
+                throw CommandFailure(
+                    "--sysfs-root \(sysfsRoot) is not a directory", exitCode: CommandFailure.usageOrConfiguration)
+            }
+            do {
+                inventory = try SysfsHostProbe(sysfs: DirectorySysfs(root: sysfsRoot), catalog: catalog).inventory()
+            } catch {
+                throw CommandFailure(
+                    "cannot read the host: \(error)",
+                    remedy: "the file holds something the kernel never writes; check the tree or the driver")
+            }
+        }
+        if json {
+            print(try InventoryReport.json(inventory))
+        } else {
+            print(InventoryReport.text(inventory), terminator: "")
+        }
+    }
+}
+
+/// The two renderings of a host inventory.
+package enum InventoryReport {
+    /// Pretty-printed JSON with sorted keys (stable for scripts and diffs).
+    package static func json(_ inventory: HostInventory) throws -> String {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+        return String(decoding: try encoder.encode(inventory), as: UTF8.self)
+    }
+
+    /// A human table per GPU.
+    package static func text(_ inventory: HostInventory) -> String {
+        var out = ""
+        let sourceText = inventory.source.kind == .sysfs ? "sysfs at \(inventory.source.location)" : "libvirt \(inventory.source.location)"
+        out += "Host \(inventory.hostname ?? "(name unknown)")  (\(sourceText))\n"
+        var facts: [String] = []
+        facts.append("kernel \(inventory.kernelRelease ?? "unknown")")
+        facts.append("NVIDIA driver \(inventory.nvidiaDriverVersion ?? "unknown")")
+        if let libvirt = inventory.libvirtVersion { facts.append("libvirt \(libvirt)") }
+        if let hypervisor = inventory.hypervisorVersion { facts.append("hypervisor \(hypervisor)") }
+        out += "  " + facts.joined(separator: "   ") + "\n"
+        if inventory.gpus.isEmpty { out += "\nNo vGPU-capable GPU found.\n" }
+
+        for gpu in inventory.gpus {
+            out += "\nGPU \(gpu.address)  "
+            if let board = gpu.board {
+                out += "\(board.marketingName) [\(board.name)], \(board.architecture.name), "
+                out += board.architecture.dirtyPageTracking ? "dirty-page tracking" : "no dirty-page tracking"
+            } else {
+                let ids = gpu.pci.map { String(format: "%04x:%04x", $0.vendor, $0.device) } ?? "ids unknown"
+                out += "unknown board (\(ids))"
+            }
+            out += "\n  "
+            let layout: String
+            switch (gpu.interface, gpu.sriov) {
+            case (.mdev, false): layout = "mdev on \(gpu.functions.count == 1 ? "one parent" : "\(gpu.functions.count) parents")"
+            case (.mdev, true): layout = "mdev on \(gpu.functions.count) SR-IOV virtual functions"
+            case (.vendorVFIO, _): layout = "NVIDIA vendor-specific VFIO on \(gpu.functions.count) virtual function\(gpu.functions.count == 1 ? "" : "s")"
+            }
+            out += layout
+            if !gpu.physicalFunctionVisible || (gpu.sriov == false && gpu.functions.first?.address != gpu.address) {
+                out += " (physical function not visible)"
+            }
+            out += "; \(gpu.vgpus.count) vGPU\(gpu.vgpus.count == 1 ? "" : "s") in use\n"
+
+            var rows: [[String]] = [["TYPE", "NAME", "FB MiB", "MAX", "USED", "FREE", "NOTE"]]
+            for capacity in gpu.vgpuTypes {
+                rows.append([
+                    capacity.type.id, capacity.type.name ?? "?", capacity.type.framebufferMiB.map(String.init) ?? "?",
+                    capacity.maxInstances.map(String.init) ?? "?", String(capacity.used), String(capacity.free),
+                    capacity.free == 0 ? shortReason(capacity.blockedBy) : "",
+                ])
+            }
+            out += table(rows, rightAligned: [2, 3, 4, 5], indent: "  ")
+            if !gpu.vgpus.isEmpty {
+                out += "  vGPUs:\n"
+                for vgpu in gpu.vgpus {
+                    out += "    \(vgpu.id)  \(vgpu.typeName ?? "?") (\(vgpu.typeID))"
+                    if vgpu.interface == .mdev { out += " on \(vgpu.function)" }
+                    out += "\n"
+                }
+            }
+        }
+        if !inventory.diagnostics.isEmpty {
+            out += "\n"
+            for diagnostic in inventory.diagnostics { out += diagnostic.description + "\n" }
+        }
+        return out
+    }
+
+    private static func shortReason(_ reason: String?) -> String {
+        guard let reason else { return "" }
+        return String(reason.prefix { $0 != ":" })
+    }
+
+    static func table(_ rows: [[String]], rightAligned: Set<Int>, indent: String) -> String {
+        guard let header = rows.first else { return "" }
+        let widths = header.indices.map { column in rows.map { $0[column].count }.max() ?? 0 }
+        var out = ""
+        for row in rows {
+            var cells: [String] = []
+            for (column, cell) in row.enumerated() {
+                let padding = String(repeating: " ", count: widths[column] - cell.count)
+                cells.append(rightAligned.contains(column) ? padding + cell : cell + padding)
+            }
+            out += indent + cells.joined(separator: "  ").replacingOccurrences(of: "\\s+$", with: "", options: .regularExpression) + "\n"
+        }
+        return out
+    }
+}

@@ -1,0 +1,61 @@
+import Foundation
+import VGPUMigrationCore
+import VGPUPolicies
+
+/// Finds the policies directory: `--policies`, then `$VGPU_MIGRATE_POLICIES`, then
+/// `/etc/vgpu-migrate/policies`, then a `policies/` folder above the executable (a build tree).
+package enum PolicyDirectory {
+    package static func locate(explicit: String?) throws(CommandFailure) -> URL {
+        if let explicit {
+            return try checked(URL(fileURLWithPath: explicit), from: "--policies")
+        }
+        if let fromEnvironment = ProcessInfo.processInfo.environment["VGPU_MIGRATE_POLICIES"], !fromEnvironment.isEmpty {
+            return try checked(URL(fileURLWithPath: fromEnvironment), from: "VGPU_MIGRATE_POLICIES")
+        }
+        let system = URL(fileURLWithPath: "/etc/vgpu-migrate/policies")
+        if FileManager.default.fileExists(atPath: system.appendingPathComponent(GPUBoardCatalogFile.fileName).path) {
+            return system
+        }
+        var directory = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath()
+            .deletingLastPathComponent()
+        while directory.path != "/" {
+            let candidate = directory.appendingPathComponent("policies")
+            if FileManager.default.fileExists(atPath: candidate.appendingPathComponent(GPUBoardCatalogFile.fileName).path) {
+                return candidate
+            }
+            directory.deleteLastPathComponent()
+        }
+        throw CommandFailure(
+            "no policies directory found",
+            remedy: "pass --policies DIR, set VGPU_MIGRATE_POLICIES, or install the project's policies/ to /etc/vgpu-migrate/policies",
+            exitCode: CommandFailure.usageOrConfiguration)
+    }
+
+    private static func checked(_ url: URL, from origin: String) throws(CommandFailure) -> URL {
+        guard FileManager.default.fileExists(atPath: url.appendingPathComponent(GPUBoardCatalogFile.fileName).path)
+        else {
+            throw CommandFailure(
+                "\(origin) names \(url.path), which has no \(GPUBoardCatalogFile.fileName)",
+                remedy: "point it at the project's policies/ directory", exitCode: CommandFailure.usageOrConfiguration)
+        }
+        return url
+    }
+
+    /// Loads the GPU board table from the policies directory.
+    package static func boardCatalog(in directory: URL) throws(CommandFailure) -> GPUBoardCatalog {
+        let url = directory.appendingPathComponent(GPUBoardCatalogFile.fileName)
+        let text: String
+        do {
+            text = try String(contentsOf: url, encoding: .utf8)
+        } catch {
+            throw CommandFailure(
+                "cannot read \(url.path): \(error.localizedDescription)", exitCode: CommandFailure.usageOrConfiguration)
+        }
+        do {
+            return try GPUBoardCatalogFile.parse(text, file: url.path)
+        } catch {
+            throw CommandFailure(
+                error.description, remedy: "fix the board table", exitCode: CommandFailure.usageOrConfiguration)
+        }
+    }
+}
