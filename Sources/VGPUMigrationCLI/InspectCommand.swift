@@ -21,13 +21,18 @@ struct InspectCommand: AsyncParsableCommand {
             """
     )
 
-    @Option(name: .customLong("sysfs-root"), help: ArgumentHelp("Root of the sysfs/procfs tree to read.", valueName: "dir"))
+    @Option(
+        name: .customLong("sysfs-root"), help: ArgumentHelp("Root of the sysfs/procfs tree to read.", valueName: "dir"))
     var sysfsRoot: String = "/"
 
-    @Option(name: .customLong("connect"), help: ArgumentHelp("Read the host through this libvirt URI instead of sysfs.", valueName: "uri"))
+    @Option(
+        name: .customLong("connect"),
+        help: ArgumentHelp("Read the host through this libvirt URI instead of sysfs.", valueName: "uri"))
     var libvirtURI: String?
 
-    @Option(name: .customLong("policies"), help: ArgumentHelp("Directory holding gpu-boards.yaml and the policies.", valueName: "dir"))
+    @Option(
+        name: .customLong("policies"),
+        help: ArgumentHelp("Directory holding gpu-boards.yaml and the policies.", valueName: "dir"))
     var policies: String?
 
     @Flag(name: .customLong("json"), help: "Print the inventory as JSON.")
@@ -87,7 +92,9 @@ package enum InventoryReport {
     /// A human table per GPU.
     package static func text(_ inventory: HostInventory) -> String {
         var out = ""
-        let sourceText = inventory.source.kind == .sysfs ? "sysfs at \(inventory.source.location)" : "libvirt \(inventory.source.location)"
+        let sourceText =
+            inventory.source.kind == .sysfs
+            ? "sysfs at \(inventory.source.location)" : "libvirt \(inventory.source.location)"
         out += "Host \(inventory.hostname ?? "(name unknown)")  (\(sourceText))\n"
         var facts: [String] = []
         facts.append("kernel \(inventory.kernelRelease ?? "unknown")")
@@ -109,9 +116,12 @@ package enum InventoryReport {
             out += "\n  "
             let layout: String
             switch (gpu.interface, gpu.sriov) {
-            case (.mdev, false): layout = "mdev on \(gpu.functions.count == 1 ? "one parent" : "\(gpu.functions.count) parents")"
+            case (.mdev, false):
+                layout = "mdev on \(gpu.functions.count == 1 ? "one parent" : "\(gpu.functions.count) parents")"
             case (.mdev, true): layout = "mdev on \(gpu.functions.count) SR-IOV virtual functions"
-            case (.vendorVFIO, _): layout = "NVIDIA vendor-specific VFIO on \(gpu.functions.count) virtual function\(gpu.functions.count == 1 ? "" : "s")"
+            case (.vendorVFIO, _):
+                layout =
+                    "NVIDIA vendor-specific VFIO on \(gpu.functions.count) virtual function\(gpu.functions.count == 1 ? "" : "s")"
             }
             out += layout
             if !gpu.physicalFunctionVisible || (gpu.sriov == false && gpu.functions.first?.address != gpu.address) {
@@ -159,7 +169,10 @@ package enum InventoryReport {
                 let padding = String(repeating: " ", count: widths[column] - cell.count)
                 cells.append(rightAligned.contains(column) ? padding + cell : cell + padding)
             }
-            out += indent + cells.joined(separator: "  ").replacingOccurrences(of: "\\s+$", with: "", options: .regularExpression) + "\n"
+            out +=
+                indent
+                + cells.joined(separator: "  ").replacingOccurrences(of: "\\s+$", with: "", options: .regularExpression)
+                + "\n"
         }
         return out
     }

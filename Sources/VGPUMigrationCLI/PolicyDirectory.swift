@@ -9,7 +9,8 @@ package enum PolicyDirectory {
         if let explicit {
             return try checked(URL(fileURLWithPath: explicit), from: "--policies")
         }
-        if let fromEnvironment = ProcessInfo.processInfo.environment["VGPU_MIGRATE_POLICIES"], !fromEnvironment.isEmpty {
+        if let fromEnvironment = ProcessInfo.processInfo.environment["VGPU_MIGRATE_POLICIES"], !fromEnvironment.isEmpty
+        {
             return try checked(URL(fileURLWithPath: fromEnvironment), from: "VGPU_MIGRATE_POLICIES")
         }
         let system = URL(fileURLWithPath: "/etc/vgpu-migrate/policies")
@@ -20,14 +21,17 @@ package enum PolicyDirectory {
             .deletingLastPathComponent()
         while directory.path != "/" {
             let candidate = directory.appendingPathComponent("policies")
-            if FileManager.default.fileExists(atPath: candidate.appendingPathComponent(GPUBoardCatalogFile.fileName).path) {
+            if FileManager.default.fileExists(
+                atPath: candidate.appendingPathComponent(GPUBoardCatalogFile.fileName).path)
+            {
                 return candidate
             }
             directory.deleteLastPathComponent()
         }
         throw CommandFailure(
             "no policies directory found",
-            remedy: "pass --policies DIR, set VGPU_MIGRATE_POLICIES, or install the project's policies/ to /etc/vgpu-migrate/policies",
+            remedy:
+                "pass --policies DIR, set VGPU_MIGRATE_POLICIES, or install the project's policies/ to /etc/vgpu-migrate/policies",
             exitCode: CommandFailure.usageOrConfiguration)
     }
 

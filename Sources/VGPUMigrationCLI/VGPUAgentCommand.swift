@@ -5,7 +5,8 @@ package struct VGPUAgentCommand: ParsableCommand {
     package static let configuration = CommandConfiguration(
         commandName: "vgpu-agent",
         abstract: "Per-host vGPU agent (HTTPS service for host facts and reservations).",
-        discussion: "Not implemented in this version: it exits with status 1. Use 'vgpu-migrate inspect' on the host meanwhile."
+        discussion:
+            "Not implemented in this version: it exits with status 1. Use 'vgpu-migrate inspect' on the host meanwhile."
     )
 
     package init() {}

@@ -43,7 +43,8 @@ package enum GPUBoardCatalogFile {
                 let text = try idNode.string(what: "a PCI id")
                 guard let id = Self.pciIdentity(text) else {
                     throw idNode.error(
-                        "'\(text)' is not a PCI id; write vendor:device or vendor:device/subsystem_vendor:subsystem_device in hex")
+                        "'\(text)' is not a PCI id; write vendor:device or vendor:device/subsystem_vendor:subsystem_device in hex"
+                    )
                 }
                 pciIDs.append(id)
             }

@@ -32,7 +32,9 @@ struct PolicyYAML {
     }
 
     /// The key/value pairs of a mapping, in file order; unknown keys are refused.
-    func mapping(allowedKeys: Set<String>? = nil, what: String) throws(PolicyFileError) -> [(key: PolicyYAML, value: PolicyYAML)] {
+    func mapping(allowedKeys: Set<String>? = nil, what: String) throws(PolicyFileError) -> [(
+        key: PolicyYAML, value: PolicyYAML
+    )] {
         guard let mapping = node.mapping else { throw error("\(what) must be a mapping of keys to values") }
         var pairs: [(key: PolicyYAML, value: PolicyYAML)] = []
         for (key, value) in mapping {
@@ -41,7 +43,8 @@ struct PolicyYAML {
                 let name = try keyNode.string(what: "a key")
                 if !allowedKeys.contains(name) {
                     throw keyNode.error(
-                        "unknown key '\(name)' in \(what); expected one of: \(allowedKeys.sorted().joined(separator: ", "))")
+                        "unknown key '\(name)' in \(what); expected one of: \(allowedKeys.sorted().joined(separator: ", "))"
+                    )
                 }
             }
             pairs.append((keyNode, PolicyYAML(node: value, file: file)))

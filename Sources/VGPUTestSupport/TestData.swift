@@ -60,7 +60,9 @@ package enum ProductRunner {
         guard let found = candidates.first(where: { FileManager.default.isExecutableFile(atPath: $0.path) }) else {
             throw CocoaError(
                 .fileNoSuchFile,
-                userInfo: [NSLocalizedDescriptionKey: "executable \(name) not built; looked at \(candidates.map(\.path))"])
+                userInfo: [
+                    NSLocalizedDescriptionKey: "executable \(name) not built; looked at \(candidates.map(\.path))"
+                ])
         }
         return found
     }

@@ -42,11 +42,12 @@ struct SysfsHostProbeFixtureTests {
         let q8 = try #require(gpu.capacity(ofType: "nvidia-233"))
         #expect(q8.free == 0)
         #expect(q8.blockedBy?.hasPrefix("homogeneity") == true)
-        #expect(gpu.vgpus == [
-            ExistingVGPU(
-                id: "5b1f0a7c-3e2d-4c1b-8a9f-6e5d4c3b2a10", interface: .mdev, typeID: "nvidia-232",
-                typeName: "GRID T4-4Q", function: PCIAddress("0000:3b:00.0")!)
-        ])
+        #expect(
+            gpu.vgpus == [
+                ExistingVGPU(
+                    id: "5b1f0a7c-3e2d-4c1b-8a9f-6e5d4c3b2a10", interface: .mdev, typeID: "nvidia-232",
+                    typeName: "GRID T4-4Q", function: PCIAddress("0000:3b:00.0")!)
+            ])
     }
 
     @Test("an empty T4 offers every type up to its max_instance")
@@ -77,8 +78,12 @@ struct SysfsHostProbeFixtureTests {
         #expect(gpu.functions.count == 16)
         #expect(gpu.functions.allSatisfy { $0.physicalFunction == PCIAddress("0000:ca:00.0") })
         #expect(gpu.board?.name == "A100-40GB")
-        #expect(gpu.pci == PCIIdentity(vendor: 0x10de, device: 0x20f1, subsystemVendor: 0x10de, subsystemDevice: 0x145f))
-        #expect(gpu.vgpuTypes.map(\.type.id) == ["nvidia-468", "nvidia-469", "nvidia-470", "nvidia-471", "nvidia-472", "nvidia-473"])
+        #expect(
+            gpu.pci == PCIIdentity(vendor: 0x10de, device: 0x20f1, subsystemVendor: 0x10de, subsystemDevice: 0x145f))
+        #expect(
+            gpu.vgpuTypes.map(\.type.id) == [
+                "nvidia-468", "nvidia-469", "nvidia-470", "nvidia-471", "nvidia-472", "nvidia-473",
+            ])
         let c20 = try #require(gpu.capacity(ofType: "nvidia-472"))
         #expect((c20.free, c20.used, c20.maxInstances) == (1, 1, 2))
         #expect(gpu.capacity(ofType: "nvidia-471")?.free == 0)
@@ -194,7 +199,8 @@ struct SysfsHostProbeErrorTests {
         try withCopy(of: "t4-a") { root in
             let file = "sys/devices/pci0000:3a/0000:3a:00.0/0000:3b:00.0/5b1f0a7c-3e2d-4c1b-8a9f-6e5d4c3b2a10/mdev_type"
             try FileManager.default.removeItem(at: root.appendingPathComponent(file))
-            expectError(root, file: "sys/bus/mdev/devices/5b1f0a7c-3e2d-4c1b-8a9f-6e5d4c3b2a10/mdev_type", fragment: "missing")
+            expectError(
+                root, file: "sys/bus/mdev/devices/5b1f0a7c-3e2d-4c1b-8a9f-6e5d4c3b2a10/mdev_type", fragment: "missing")
         }
     }
 
@@ -202,8 +208,10 @@ struct SysfsHostProbeErrorTests {
     func garbageVendorFiles() throws {
         let vf = "sys/devices/pci0000:9a/0000:9a:01.0/0000:9b:00.5/nvidia"
         try withCopy(of: "h100-pcie") { root in
-            try "abc\n".write(to: root.appendingPathComponent("\(vf)/current_vgpu_type"), atomically: true, encoding: .utf8)
-            expectError(root, file: "sys/bus/pci/devices/0000:9b:00.5/nvidia/current_vgpu_type", fragment: "found 'abc'")
+            try "abc\n".write(
+                to: root.appendingPathComponent("\(vf)/current_vgpu_type"), atomically: true, encoding: .utf8)
+            expectError(
+                root, file: "sys/bus/pci/devices/0000:9b:00.5/nvidia/current_vgpu_type", fragment: "found 'abc'")
         }
         try withCopy(of: "h100-pcie") { root in
             try "ID    : vGPU Name\nfoo : NVIDIA H100-4C\n".write(

@@ -103,7 +103,8 @@ struct InspectCommandTests {
         let uri = "test://" + TestData.fixtures.appendingPathComponent("libvirt/test-node-t4-a100.xml").path
         let outcome = try inspect(["--connect", uri, "--json"])
         #expect(outcome.status == 0, "\(outcome.standardError)")
-        let document = try #require(try JSONSerialization.jsonObject(with: Data(outcome.standardOutput.utf8)) as? [String: Any])
+        let document = try #require(
+            try JSONSerialization.jsonObject(with: Data(outcome.standardOutput.utf8)) as? [String: Any])
         #expect((document["source"] as? [String: Any])?["kind"] as? String == "libvirt")
         #expect(try types(ofGPU: "0000:3b:00.0", in: document)["nvidia-232"]?["free"] as? Int == 3)
     }
@@ -128,7 +129,8 @@ struct InspectCommandTests {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("vgpu-cli-\(UUID().uuidString)")
         defer { try? FileManager.default.removeItem(at: directory) }
         try FileManager.default.copyItem(at: URL(fileURLWithPath: fixture("t4-b")), to: directory)
-        let file = "sys/devices/pci0000:3a/0000:3a:00.0/0000:3b:00.0/mdev_supported_types/nvidia-230/available_instances"
+        let file =
+            "sys/devices/pci0000:3a/0000:3a:00.0/0000:3b:00.0/mdev_supported_types/nvidia-230/available_instances"
         try "sixteen\n".write(to: directory.appendingPathComponent(file), atomically: true, encoding: .utf8)
         let outcome = try inspect(["--sysfs-root", directory.path])
         #expect(outcome.status == 1)
@@ -138,7 +140,8 @@ struct InspectCommandTests {
 
     @Test("a broken board table exits 2 naming the file and line")
     func brokenPolicies() throws {
-        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("vgpu-policies-\(UUID().uuidString)")
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent(
+            "vgpu-policies-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: directory) }
         try "architectures: {}\nboards:\n  - nme: T4\n".write(

@@ -30,7 +30,8 @@ struct GPUBoardCatalogFileTests {
     func identifiesBoards() throws {
         let catalog = try Self.shipped()
         #expect(catalog.identify(pci: PCIIdentity(vendor: 0x10de, device: 0x1eb8), vgpuTypeNames: [])?.name == "T4")
-        #expect(catalog.identify(pci: PCIIdentity(vendor: 0x10de, device: 0x2321), vgpuTypeNames: [])?.name == "H100-NVL")
+        #expect(
+            catalog.identify(pci: PCIIdentity(vendor: 0x10de, device: 0x2321), vgpuTypeNames: [])?.name == "H100-NVL")
         let a2Subsystem = PCIIdentity(vendor: 0x10de, device: 0x25b6, subsystemVendor: 0x10de, subsystemDevice: 0x157e)
         #expect(catalog.identify(pci: a2Subsystem, vgpuTypeNames: [])?.name == "A2")
         let vf = PCIIdentity(vendor: 0x10de, device: 0x25b6, subsystemVendor: 0x10de, subsystemDevice: 0)
@@ -61,7 +62,10 @@ struct GPUBoardCatalogFileTests {
     @Test(
         "a broken table is refused with file, line and what to fix",
         arguments: [
-            ("architectures: {Turing: {dirty_page_tracking: false}}\nboards:\n  - name: T4\n    colour: green\n", 4, "unknown key 'colour'"),
+            (
+                "architectures: {Turing: {dirty_page_tracking: false}}\nboards:\n  - name: T4\n    colour: green\n", 4,
+                "unknown key 'colour'"
+            ),
             ("architectures: {Turing: {dirty_page_tracking: maybe}}\nboards: []\n", 1, "must be true or false"),
             (
                 "architectures: {Turing: {dirty_page_tracking: false}}\nboards:\n  - name: X\n    marketing_name: X\n    architecture: Volta\n    vgpu_type_prefix: X\n    framebuffer_gb: 16\n    pci_ids: [10de:1eb8]\n",

@@ -20,14 +20,16 @@ package enum HostdevSource: Sendable, Hashable, Codable, CustomStringConvertible
         case "mdev":
             let uuid = try container.decode(String.self, forKey: .uuid)
             guard let canonical = canonicalUUID(uuid) else {
-                throw DecodingError.dataCorruptedError(forKey: .uuid, in: container, debugDescription: "'\(uuid)' is not a UUID")
+                throw DecodingError.dataCorruptedError(
+                    forKey: .uuid, in: container, debugDescription: "'\(uuid)' is not a UUID")
             }
             self = .mdev(uuid: canonical)
         case "pci":
             self = .pci(try container.decode(PCIAddress.self, forKey: .address))
         case let other:
             throw DecodingError.dataCorruptedError(
-                forKey: .kind, in: container, debugDescription: "unknown hostdev kind '\(other)' (expected mdev or pci)")
+                forKey: .kind, in: container, debugDescription: "unknown hostdev kind '\(other)' (expected mdev or pci)"
+            )
         }
     }
 
@@ -137,7 +139,8 @@ package struct GuestDomain: Sendable, Hashable {
         if let current = vcpuElement.attribute("current") {
             guard let value = Int(current), value > 0, value <= vcpus else {
                 throw DomainXMLError(
-                    message: "<vcpu current='\(current)'> must be between 1 and \(vcpus)", position: vcpuElement.position)
+                    message: "<vcpu current='\(current)'> must be between 1 and \(vcpus)",
+                    position: vcpuElement.position)
             }
             currentVCPUs = value
         }
@@ -181,7 +184,8 @@ package struct GuestDomain: Sendable, Hashable {
             }
             guard ["vfio-pci", "vfio-ccw", "vfio-ap"].contains(model) else {
                 throw DomainXMLError(
-                    message: "<hostdev type='mdev'> has unknown model '\(model)' (expected vfio-pci, vfio-ccw or vfio-ap)",
+                    message:
+                        "<hostdev type='mdev'> has unknown model '\(model)' (expected vfio-pci, vfio-ccw or vfio-ap)",
                     position: element.position)
             }
             guard let uuidAttribute = address.attributeRecord("uuid") else {

@@ -24,7 +24,8 @@ package struct ObservedFunction: Sendable, Hashable {
     package static func == (lhs: ObservedFunction, rhs: ObservedFunction) -> Bool {
         lhs.address == rhs.address && lhs.pci == rhs.pci && lhs.physicalFunction == rhs.physicalFunction
             && lhs.interface == rhs.interface && lhs.currentVGPUTypeID == rhs.currentVGPUTypeID
-            && lhs.types.map(\.info) == rhs.types.map(\.info) && lhs.types.map(\.available) == rhs.types.map(\.available)
+            && lhs.types.map(\.info) == rhs.types.map(\.info)
+            && lhs.types.map(\.available) == rhs.types.map(\.available)
     }
 
     package func hash(into hasher: inout Hasher) {
@@ -55,7 +56,8 @@ package enum HostInventoryBuilder {
             let memberAddresses = Set(members.map(\.address))
             let sriov = members.contains { $0.physicalFunction != nil }
             let physicalFunctionVisible = !sriov || physicalFunctionIDs[gpuAddress] != nil
-            let pci = physicalFunctionIDs[gpuAddress] ?? members.first(where: { $0.address == gpuAddress })?.pci
+            let pci =
+                physicalFunctionIDs[gpuAddress] ?? members.first(where: { $0.address == gpuAddress })?.pci
                 ?? members.first?.pci
 
             // Every type any member lists, first description wins (they agree on real hosts).
@@ -82,10 +84,11 @@ package enum HostInventoryBuilder {
                         remedy: "add the board to policies/gpu-boards.yaml; until then its dirty-page tracking "
                             + "and vGPU limits are unknown"))
             }
-            let usedFramebuffers = Set(named.compactMap { vgpu -> UInt64? in
-                guard let info = types[vgpu.typeID], info.profile?.isTimeSliced ?? true else { return nil }
-                return info.framebufferMiB
-            })
+            let usedFramebuffers = Set(
+                named.compactMap { vgpu -> UInt64? in
+                    guard let info = types[vgpu.typeID], info.profile?.isTimeSliced ?? true else { return nil }
+                    return info.framebufferMiB
+                })
             if named.contains(where: { types[$0.typeID]?.framebufferMiB == nil }) {
                 diagnostics.append(
                     Diagnostic(
@@ -100,10 +103,11 @@ package enum HostInventoryBuilder {
                 let maxInstances = info.descriptionMaxInstances ?? info.profile.flatMap { board?.maxInstances(of: $0) }
                 let slots: Int
                 if sriov {
-                    slots = members.filter { member in
-                        member.currentVGPUTypeID == nil
-                            && member.types.contains { $0.info.id == info.id && $0.available > 0 }
-                    }.count
+                    slots =
+                        members.filter { member in
+                            member.currentVGPUTypeID == nil
+                                && member.types.contains { $0.info.id == info.id && $0.available > 0 }
+                        }.count
                 } else {
                     slots = members.reduce(0) { sum, member in
                         sum + (member.types.first { $0.info.id == info.id }?.available ?? 0)
@@ -121,7 +125,9 @@ package enum HostInventoryBuilder {
                     let sameSize = named.filter { types[$0.typeID]?.framebufferMiB == info.framebufferMiB }.count
                     if maxInstances - sameSize < free {
                         free = max(0, maxInstances - sameSize)
-                        if free == 0 { blockedBy = "max_instances: the GPU carries \(sameSize) of at most \(maxInstances)" }
+                        if free == 0 {
+                            blockedBy = "max_instances: the GPU carries \(sameSize) of at most \(maxInstances)"
+                        }
                     }
                 }
                 if free == 0 && blockedBy == nil {

@@ -22,7 +22,8 @@ package enum NodeDeviceInventory {
         for device in devices where !device.mdevTypes.isEmpty {
             guard let pci = device.pci else {
                 diagnostics.append(
-                    Diagnostic(.note, "mdev parent '\(device.name)' is not a PCI device; it is not a GPU and is skipped"))
+                    Diagnostic(
+                        .note, "mdev parent '\(device.name)' is not a PCI device; it is not a GPU and is skipped"))
                 continue
             }
             functions.append(

@@ -19,7 +19,8 @@ package struct PCIAddress: Sendable, Hashable, Comparable, Codable, CustomString
         guard parts.count == 3, parts[0].count == 4, parts[1].count == 2 else { return nil }
         let slotAndFunction = parts[2].split(separator: ".", omittingEmptySubsequences: false)
         guard slotAndFunction.count == 2, slotAndFunction[0].count == 2, slotAndFunction[1].count == 1,
-            [parts[0], parts[1], slotAndFunction[0], slotAndFunction[1]].allSatisfy({ $0.allSatisfy(\.isASCIIHexDigit) }),
+            [parts[0], parts[1], slotAndFunction[0], slotAndFunction[1]].allSatisfy({ $0.allSatisfy(\.isASCIIHexDigit) }
+            ),
             let domain = UInt32(parts[0], radix: 16), let bus = UInt8(parts[1], radix: 16),
             let slot = UInt8(slotAndFunction[0], radix: 16), let function = UInt8(slotAndFunction[1], radix: 16),
             slot < 32, function < 8

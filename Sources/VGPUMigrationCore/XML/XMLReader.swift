@@ -286,7 +286,9 @@ private struct Cursor {
         advance()  // '&'
         let start = offset
         while let byte = current, byte != UInt8(ascii: ";") {
-            guard offset - start < 12 else { throw error("entity reference is never closed with ';'", at: referencePosition) }
+            guard offset - start < 12 else {
+                throw error("entity reference is never closed with ';'", at: referencePosition)
+            }
             advance()
         }
         guard current == UInt8(ascii: ";") else {

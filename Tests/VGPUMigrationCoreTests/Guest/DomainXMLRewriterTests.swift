@@ -74,7 +74,8 @@ struct DomainXMLRewriterTests {
         let stranger = HostdevSource.mdev(uuid: "00000000-0000-4000-8000-000000000000")
         #expect(throws: DomainRewriteError.mappingForUnknownDevice(stranger)) {
             try DomainXMLRewriter.rewrite(
-                original, mapping: [a: .mdev(uuid: Self.newA), b: .mdev(uuid: Self.newB), stranger: .mdev(uuid: Self.newA)])
+                original,
+                mapping: [a: .mdev(uuid: Self.newA), b: .mdev(uuid: Self.newB), stranger: .mdev(uuid: Self.newA)])
         }
         #expect(throws: DomainRewriteError.self) {
             try DomainXMLRewriter.rewrite(original, mapping: [a: .mdev(uuid: Self.newA), b: .mdev(uuid: Self.newA)])

@@ -58,12 +58,15 @@ struct GuestDomainTests {
     @Test("the .err file's reason matches ours for the missing mdev uuid")
     func matchesLibvirtErrorFile() throws {
         let folder = TestData.realdata.appendingPathComponent("libvirt/tests/qemuxmlconfdata")
-        let libvirtMessage = try TestData.text(folder.appendingPathComponent("hostdev-mdev-src-address-invalid.x86_64-latest.err"))
+        let libvirtMessage = try TestData.text(
+            folder.appendingPathComponent("hostdev-mdev-src-address-invalid.x86_64-latest.err"))
         #expect(libvirtMessage.contains("Missing required attribute 'uuid' in element 'address'"))
         #expect {
-            try GuestDomain.parse(xml: try TestData.text(folder.appendingPathComponent("hostdev-mdev-src-address-invalid.xml")))
+            try GuestDomain.parse(
+                xml: try TestData.text(folder.appendingPathComponent("hostdev-mdev-src-address-invalid.xml")))
         } throws: { error in
-            (error as? DomainXMLError)?.message.contains("Missing required attribute 'uuid' in element 'address'") == true
+            (error as? DomainXMLError)?.message.contains("Missing required attribute 'uuid' in element 'address'")
+                == true
         }
     }
 
@@ -73,13 +76,16 @@ struct GuestDomainTests {
         let domain = try GuestDomain.parse(xml: try TestData.text(url))
         #expect(domain.name == "instance-00000003")
         #expect(domain.hypervisorType == "kvm")
-        #expect(domain.mdevHostdevs.map(\.source) == [
-            .mdev(uuid: "64c3c4ae-44e1-45b8-8d46-5f76a1fa9824"), .mdev(uuid: "f9702ffa-fa28-414e-a52f-e7831fd5ce41"),
-        ])
+        #expect(
+            domain.mdevHostdevs.map(\.source) == [
+                .mdev(uuid: "64c3c4ae-44e1-45b8-8d46-5f76a1fa9824"),
+                .mdev(uuid: "f9702ffa-fa28-414e-a52f-e7831fd5ce41"),
+            ])
         #expect(domain.pciHostdevs.map(\.source) == [.pci(PCIAddress("0000:89:00.0")!)])
         #expect(domain.mdevHostdevs.allSatisfy { $0.model == "vfio-pci" })
         let instance1 = try GuestDomain.parse(
-            xml: try TestData.text(TestData.realdata.appendingPathComponent("libvirt/ceems-qemu/instance-00000001.xml")))
+            xml: try TestData.text(TestData.realdata.appendingPathComponent("libvirt/ceems-qemu/instance-00000001.xml"))
+        )
         #expect(instance1.memoryBytes == 524_288 * 1024)
         #expect(instance1.vcpus == 1)
         #expect(instance1.uuid == "b674a0a2-c300-4dc6-8c9c-65df16da6d69")
@@ -87,7 +93,8 @@ struct GuestDomainTests {
 
     @Test("reads display and ramfb of an mdev hostdev")
     func readsDisplayAndRamfb() throws {
-        let url = TestData.realdata.appendingPathComponent("libvirt/tests/qemuxml2argvdata/hostdev-mdev-display-ramfb.xml")
+        let url = TestData.realdata.appendingPathComponent(
+            "libvirt/tests/qemuxml2argvdata/hostdev-mdev-display-ramfb.xml")
         let hostdev = try #require(try GuestDomain.parse(xml: try TestData.text(url)).mdevHostdevs.first)
         #expect(hostdev.display == true)
         #expect(hostdev.ramfb == true)
@@ -95,7 +102,8 @@ struct GuestDomainTests {
 
     @Test("reads vCPU current count and memory units of the migration cookie's domain")
     func readsCookieDomain() throws {
-        let url = TestData.realdata.appendingPathComponent("libvirt/tests/qemumigrationcookiexmldata/full-xml2xml-out.xml")
+        let url = TestData.realdata.appendingPathComponent(
+            "libvirt/tests/qemumigrationcookiexmldata/full-xml2xml-out.xml")
         let cookie = try XMLReader.parseDocument(try TestData.text(url))
         let domain = try GuestDomain(element: try #require(cookie.root.child("domain")))
         #expect(domain.vcpus == 8)
@@ -109,7 +117,10 @@ struct GuestDomainTests {
             ("<domain><name>a</name><memory>1</memory><vcpu>1</vcpu></domain>", "no 'type'"),
             ("<domain type='kvm'><memory>1</memory><vcpu>1</vcpu></domain>", "no <name>"),
             ("<domain type='kvm'><name>a</name><vcpu>1</vcpu></domain>", "no <memory>"),
-            ("<domain type='kvm'><name>a</name><memory unit='parsec'>1</memory><vcpu>1</vcpu></domain>", "unknown unit"),
+            (
+                "<domain type='kvm'><name>a</name><memory unit='parsec'>1</memory><vcpu>1</vcpu></domain>",
+                "unknown unit"
+            ),
             ("<domain type='kvm'><name>a</name><memory>x</memory><vcpu>1</vcpu></domain>", "not a whole number"),
             ("<domain type='kvm'><name>a</name><memory>1</memory><vcpu>0</vcpu></domain>", "positive count"),
             (

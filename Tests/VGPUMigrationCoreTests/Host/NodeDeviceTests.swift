@@ -33,18 +33,23 @@ struct NodeDeviceTests {
     @Test("reads a PCI parent's mdev types and an mdev's type and UUID")
     func readsMdevTypesAndMdev() throws {
         let folder = TestData.realdata.appendingPathComponent("libvirt/tests/nodedevschemadata")
-        let parent = try NodeDevice.parse(xml: try TestData.text(folder.appendingPathComponent("pci_0000_02_10_7_mdev_types.xml")))
+        let parent = try NodeDevice.parse(
+            xml: try TestData.text(folder.appendingPathComponent("pci_0000_02_10_7_mdev_types.xml")))
         #expect(parent.pci?.address == PCIAddress("0000:02:10.7"))
         #expect(parent.pci?.identity == PCIIdentity(vendor: 0x8086, device: 0x10ca))
-        #expect(parent.mdevTypes == [
-            NodeDeviceMdevType(id: "foo1", name: "bar1", deviceAPI: "vfio-pci", availableInstances: 1),
-            NodeDeviceMdevType(id: "foo2", name: "bar2", deviceAPI: "vfio-pci", availableInstances: 2),
-        ])
-        let sriov = try NodeDevice.parse(xml: try TestData.text(folder.appendingPathComponent("pci_0000_02_10_7_sriov.xml")))
+        #expect(
+            parent.mdevTypes == [
+                NodeDeviceMdevType(id: "foo1", name: "bar1", deviceAPI: "vfio-pci", availableInstances: 1),
+                NodeDeviceMdevType(id: "foo2", name: "bar2", deviceAPI: "vfio-pci", availableInstances: 2),
+            ])
+        let sriov = try NodeDevice.parse(
+            xml: try TestData.text(folder.appendingPathComponent("pci_0000_02_10_7_sriov.xml")))
         #expect(sriov.pci?.physicalFunction == PCIAddress("0000:02:00.1"))
-        let vfs = try NodeDevice.parse(xml: try TestData.text(folder.appendingPathComponent("pci_0000_02_10_7_sriov_vfs.xml")))
+        let vfs = try NodeDevice.parse(
+            xml: try TestData.text(folder.appendingPathComponent("pci_0000_02_10_7_sriov_vfs.xml")))
         #expect(vfs.pci?.virtualFunctions.count == 4)
-        let mdev = try NodeDevice.parse(xml: try TestData.text(folder.appendingPathComponent("mdev_d069d019_36ea_4111_8f0a_8c9a70e21366.xml")))
+        let mdev = try NodeDevice.parse(
+            xml: try TestData.text(folder.appendingPathComponent("mdev_d069d019_36ea_4111_8f0a_8c9a70e21366.xml")))
         #expect(mdev.mdev?.typeID == "i915-GVTg_V5_8")
         #expect(mdev.mdev?.uuid == "d069d019-36ea-4111-8f0a-8c9a70e21366")
         #expect(mdev.parent == "pci_0000_00_02_0")
@@ -52,7 +57,8 @@ struct NodeDeviceTests {
 
     @Test("takes an mdev's UUID from its name when libvirt leaves <uuid> out")
     func uuidFromName() throws {
-        let url = TestData.realdata.appendingPathComponent("nova/rendered/mdev_4b20d080_1b54_4048_85b3_a6a62d165c01.xml")
+        let url = TestData.realdata.appendingPathComponent(
+            "nova/rendered/mdev_4b20d080_1b54_4048_85b3_a6a62d165c01.xml")
         let mdev = try NodeDevice.parse(xml: try TestData.text(url))
         #expect(mdev.mdev?.uuid == "4b20d080-1b54-4048-85b3-a6a62d165c01")
     }
@@ -63,12 +69,14 @@ struct NodeDeviceTests {
         let devices = try TestData.files(under: folder, suffix: ".xml").flatMap {
             try NodeDevice.parseAll(xml: try TestData.text($0))
         }
-        let (gpus, diagnostics) = NodeDeviceInventory.physicalGPUs(devices: devices, catalog: GPUBoardCatalog(boards: []))
+        let (gpus, diagnostics) = NodeDeviceInventory.physicalGPUs(
+            devices: devices, catalog: GPUBoardCatalog(boards: []))
         #expect(gpus.map(\.address.description) == ["0000:81:00.0", "0000:81:01.0", "0000:81:02.0"])
-        #expect(gpus.map { $0.vgpus.map(\.id) } == [
-            ["4b20d080-1b54-4048-85b3-a6a62d165c01"], ["4b20d080-1b54-4048-85b3-a6a62d165c02"],
-            ["4b20d080-1b54-4048-85b3-a6a62d165c03"],
-        ])
+        #expect(
+            gpus.map { $0.vgpus.map(\.id) } == [
+                ["4b20d080-1b54-4048-85b3-a6a62d165c01"], ["4b20d080-1b54-4048-85b3-a6a62d165c02"],
+                ["4b20d080-1b54-4048-85b3-a6a62d165c03"],
+            ])
         let first = try #require(gpus.first)
         #expect(first.capacity(ofType: "nvidia-11")?.used == 1)
         #expect(first.capacity(ofType: "nvidia-11")?.free == 16)
@@ -81,9 +89,15 @@ struct NodeDeviceTests {
         arguments: [
             ("<device><capability type='pci'/></device>", "no <name>"),
             ("<device><name>x</name></device>", "no <capability>"),
-            ("<device><name>pci_x</name><capability type='pci'><domain>0</domain><bus>999</bus><slot>0</slot><function>0</function></capability></device>", "<bus>"),
+            (
+                "<device><name>pci_x</name><capability type='pci'><domain>0</domain><bus>999</bus><slot>0</slot><function>0</function></capability></device>",
+                "<bus>"
+            ),
             ("<device><name>mdev_x</name><capability type='mdev'/></device>", "no <type"),
-            ("<device><name>mdev_x</name><capability type='mdev'><type id='a'/><uuid>zzz</uuid></capability></device>", "not a UUID"),
+            (
+                "<device><name>mdev_x</name><capability type='mdev'><type id='a'/><uuid>zzz</uuid></capability></device>",
+                "not a UUID"
+            ),
         ])
     func refusesBadNodeDevices(xml: String, fragment: String) {
         #expect {
