@@ -62,22 +62,20 @@ package final class LibvirtConnection: @unchecked Sendable {
 
     /// The libvirt library version the daemon runs (`virConnectGetLibVersion`).
     package func libraryVersion() async throws -> LibvirtVersion {
-        try await call { (connection) throws(LibvirtError) in
-            var version: UInt = 0
-            guard virConnectGetLibVersion(connection, &version) == 0 else {
-                throw LibvirtError.last(operation: "virConnectGetLibVersion")
-            }
-            return LibvirtVersion(encoded: UInt64(version))
-        }
+        try await version("virConnectGetLibVersion") { virConnectGetLibVersion($0, $1) }
     }
 
     /// The hypervisor (QEMU) version (`virConnectGetVersion`).
     package func hypervisorVersion() async throws -> LibvirtVersion {
+        try await version("virConnectGetVersion") { virConnectGetVersion($0, $1) }
+    }
+
+    private func version(
+        _ operation: String, _ get: @escaping @Sendable (OpaquePointer, UnsafeMutablePointer<UInt>) -> Int32
+    ) async throws -> LibvirtVersion {
         try await call { (connection) throws(LibvirtError) in
             var version: UInt = 0
-            guard virConnectGetVersion(connection, &version) == 0 else {
-                throw LibvirtError.last(operation: "virConnectGetVersion")
-            }
+            guard get(connection, &version) == 0 else { throw LibvirtError.last(operation: operation) }
             return LibvirtVersion(encoded: UInt64(version))
         }
     }

@@ -56,6 +56,20 @@ struct InspectCommandTests {
         #expect(try types(ofGPU: "0000:08:01.7", in: try inspectJSON("harvester-a2-l40s")).count == 15)
     }
 
+    @Test("inspect of the shared capture itself gives the same GPUs as the fixture copy")
+    func sharedCapture() throws {
+        let shared = TestData.realdata.appendingPathComponent("nvidia/harvester-pcidevices-testdata").path
+        let direct = try inspect(["--sysfs-root", shared, "--json"])
+        let copy = try inspect(["--sysfs-root", fixture("harvester-a2-l40s"), "--json"])
+        #expect(direct.status == 0, "\(direct.standardError)")
+        let directHost = try JSONDecoder().decode(HostInventory.self, from: Data(direct.standardOutput.utf8))
+        let copyHost = try JSONDecoder().decode(HostInventory.self, from: Data(copy.standardOutput.utf8))
+        #expect(directHost.gpus == copyHost.gpus)
+        #expect(directHost.gpus.map(\.address.description) == ["0000:08:01.7", "0000:26:00.4"])
+        #expect(directHost.gpus.first?.vgpuTypes.count == 15)
+        #expect(directHost.gpus.last?.vgpuTypes.count == 23)
+    }
+
     @Test("the JSON document has the documented top-level shape and decodes back")
     func documentedShape() throws {
         let document = try inspectJSON("t4-a")
