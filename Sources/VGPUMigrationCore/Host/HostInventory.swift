@@ -239,6 +239,14 @@ package struct HostInventory: Sendable, Hashable, Codable {
     package var libvirtVersion: String?
     /// Hypervisor (QEMU) version (`7.2.0`), when read through libvirt.
     package var hypervisorVersion: String?
+    /// The host UUID libvirt reports (`<host><uuid>` of the capabilities).
+    package var hostUUID: String?
+    /// Memory of the host and how much is free, in bytes, when read through libvirt.
+    package var totalMemoryBytes: UInt64?
+    package var freeMemoryBytes: UInt64?
+    /// Host CPU model and architecture from libvirt's capabilities.
+    package var cpuModel: String?
+    package var cpuArchitecture: String?
     package var gpus: [PhysicalGPU]
     package var diagnostics: [Diagnostic]
 
@@ -264,6 +272,11 @@ package struct HostInventory: Sendable, Hashable, Codable {
         case nvidiaDriverVersion = "nvidia_driver_version"
         case libvirtVersion = "libvirt_version"
         case hypervisorVersion = "hypervisor_version"
+        case hostUUID = "host_uuid"
+        case totalMemoryBytes = "total_memory_bytes"
+        case freeMemoryBytes = "free_memory_bytes"
+        case cpuModel = "cpu_model"
+        case cpuArchitecture = "cpu_architecture"
         case gpus, diagnostics
     }
 
