@@ -47,7 +47,10 @@ let package = Package(
         // Paths to Fixtures/ and the shared real-world data, for the test targets only.
         .target(name: "VGPUTestSupport"),
 
-        .testTarget(name: "VGPUMigrationCoreTests", dependencies: ["VGPUMigrationCore", "VGPUTestSupport"]),
+        .testTarget(
+            name: "VGPUMigrationCoreTests",
+            dependencies: ["VGPUMigrationCore", "VGPUHost", "VGPUPolicies", "VGPUTestSupport"]
+        ),
         .testTarget(name: "VGPUPoliciesTests", dependencies: ["VGPUPolicies", "VGPUTestSupport"]),
         .testTarget(name: "VGPUHostTests", dependencies: ["VGPUHost", "VGPUPolicies", "VGPUTestSupport"]),
         .testTarget(

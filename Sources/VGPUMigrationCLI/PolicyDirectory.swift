@@ -62,4 +62,27 @@ package enum PolicyDirectory {
                 error.description, remedy: "fix the board table", exitCode: CommandFailure.usageOrConfiguration)
         }
     }
+
+    /// Loads migration policy `name` (`policies/NAME.yaml`).
+    package static func policy(named name: String, in directory: URL) throws(CommandFailure) -> CheckPolicy {
+        let url = directory.appendingPathComponent("\(name).yaml")
+        guard FileManager.default.fileExists(atPath: url.path), name != "gpu-boards" else {
+            let available = ((try? FileManager.default.contentsOfDirectory(atPath: directory.path)) ?? [])
+                .filter { $0.hasSuffix(".yaml") && $0 != GPUBoardCatalogFile.fileName }.map { String($0.dropLast(5)) }
+                .sorted()
+            throw CommandFailure(
+                "no policy '\(name)' in \(directory.path)",
+                remedy: "policies there: \(available.joined(separator: ", "))",
+                exitCode: CommandFailure.usageOrConfiguration)
+        }
+        do {
+            return try MigrationPolicyFile.parse(
+                try String(contentsOf: url, encoding: .utf8), name: name, file: url.path)
+        } catch let error as PolicyFileError {
+            throw CommandFailure(error.description, exitCode: CommandFailure.usageOrConfiguration)
+        } catch {
+            throw CommandFailure(
+                "cannot read \(url.path): \(error.localizedDescription)", exitCode: CommandFailure.usageOrConfiguration)
+        }
+    }
 }

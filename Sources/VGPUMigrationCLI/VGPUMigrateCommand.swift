@@ -9,7 +9,7 @@ package struct VGPUMigrateCommand: AsyncParsableCommand {
             Exit codes: 0 success, 1 failure, 2 usage or configuration error, 3 a host could not be reached.
             """,
         version: "0.1.0",
-        subcommands: [InspectCommand.self]
+        subcommands: [InspectCommand.self, CheckCommand.self]
     )
 
     package init() {}

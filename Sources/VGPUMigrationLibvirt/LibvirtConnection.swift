@@ -91,6 +91,65 @@ package final class LibvirtConnection: @unchecked Sendable {
         }
     }
 
+    /// The host capabilities XML (`virConnectGetCapabilities`).
+    package func capabilitiesXML() async throws -> String {
+        try await call { (connection) throws(LibvirtError) in
+            guard let text = virConnectGetCapabilities(connection) else {
+                throw LibvirtError.last(operation: "virConnectGetCapabilities")
+            }
+            defer { free(text) }
+            return String(cString: text)
+        }
+    }
+
+    /// Total and free host memory in bytes (`virNodeGetInfo`, `virNodeGetFreeMemory`).
+    package func memory() async throws -> (total: UInt64, free: UInt64) {
+        try await call { (connection) throws(LibvirtError) in
+            var info = virNodeInfo()
+            guard virNodeGetInfo(connection, &info) == 0 else { throw LibvirtError.last(operation: "virNodeGetInfo") }
+            let free = virNodeGetFreeMemory(connection)
+            if free == 0 { throw LibvirtError.last(operation: "virNodeGetFreeMemory") }
+            return (UInt64(info.memory) * 1024, UInt64(free))
+        }
+    }
+
+    /// The domain called `name`: its XML and whether it runs; nil when no such domain exists.
+    package func domain(named name: String) async throws -> (xml: String, active: Bool)? {
+        try await call { (connection) throws(LibvirtError) in
+            guard let domain = virDomainLookupByName(connection, name) else {
+                let error = LibvirtError.last(operation: "virDomainLookupByName(\(name))")
+                if error.code == LibvirtError.noDomain { return nil }
+                throw error
+            }
+            defer { virDomainFree(domain) }
+            let active = virDomainIsActive(domain)
+            guard active >= 0 else { throw LibvirtError.last(operation: "virDomainIsActive(\(name))") }
+            guard let text = virDomainGetXMLDesc(domain, 0) else {
+                throw LibvirtError.last(operation: "virDomainGetXMLDesc(\(name))")
+            }
+            defer { free(text) }
+            return (String(cString: text), active == 1)
+        }
+    }
+
+    /// Whether this host can run a guest CPU described by `cpuXML` (a domain's `<cpu>`), by
+    /// `virConnectCompareHypervisorCPU`: nil when libvirt says compatible, else its reason.
+    package func incompatibility(ofGuestCPU cpuXML: String, architecture: String?, virtType: String?) async throws
+        -> String?
+    {
+        try await call { (connection) throws(LibvirtError) in
+            let result = virConnectCompareHypervisorCPU(connection, nil, architecture, nil, virtType, cpuXML, 0)
+            switch result {
+            case Int32(VIR_CPU_COMPARE_IDENTICAL.rawValue), Int32(VIR_CPU_COMPARE_SUPERSET.rawValue):
+                return nil
+            case Int32(VIR_CPU_COMPARE_INCOMPATIBLE.rawValue):
+                return "the host CPU lacks features the guest CPU needs"
+            default:
+                throw LibvirtError.last(operation: "virConnectCompareHypervisorCPU")
+            }
+        }
+    }
+
     /// The XML of every node device. The test driver refuses filter flags, so all devices are
     /// listed and callers filter on the parsed capability.
     package func nodeDeviceXMLs() async throws -> [(name: String, xml: String)] {

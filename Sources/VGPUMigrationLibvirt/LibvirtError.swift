@@ -12,8 +12,8 @@ package struct LibvirtError: Error, Sendable, Hashable, CustomStringConvertible 
 
     package var description: String { "\(operation) failed: \(message) (libvirt error \(code), domain \(domain))" }
 
-    /// libvirt's VIR_ERR_NO_NODE_DEVICE.
-    package static let noNodeDevice: Int32 = 40
+    /// libvirt's VIR_ERR_NO_DOMAIN.
+    package static let noDomain = Int32(VIR_ERR_NO_DOMAIN.rawValue)
 
     /// The last error libvirt recorded on this thread. Call on the thread of the failing call,
     /// right after it.

@@ -20,11 +20,29 @@ package enum LibvirtHostInventory {
                 .note,
                 "read through libvirt: NVIDIA driver version, kernel release and vendor-specific VF vGPUs are not visible",
                 remedy: "run inspect on the host (or use its agent) for the full picture"))
-        return HostInventory(
+        var inventory = HostInventory(
             source: InventorySource(kind: .libvirt, location: connection.uri),
             hostname: try await connection.hostname(),
-            libvirtVersion: try await connection.libraryVersion().description,
-            hypervisorVersion: try await connection.hypervisorVersion().description,
             gpus: built.gpus, diagnostics: diagnostics)
+        try await addHostFacts(from: connection, to: &inventory)
+        return inventory
+    }
+
+    /// Adds what libvirt knows of the host (versions, host UUID, CPU, memory) to an inventory
+    /// read from sysfs.
+    package static func addHostFacts(from connection: LibvirtConnection, to inventory: inout HostInventory) async throws
+    {
+        inventory.libvirtVersion = try await connection.libraryVersion().description
+        inventory.hypervisorVersion = try await connection.hypervisorVersion().description
+        if inventory.hostname == nil { inventory.hostname = try await connection.hostname() }
+        let capabilities = try await connection.capabilitiesXML()
+        if let host = try? XMLReader.parseDocument(capabilities).root.child("host") {
+            inventory.hostUUID = host.child("uuid").flatMap { canonicalUUID($0.trimmedText) }
+            inventory.cpuArchitecture = host.child("cpu")?.child("arch")?.trimmedText
+            inventory.cpuModel = host.child("cpu")?.child("model")?.trimmedText
+        }
+        let memory = try await connection.memory()
+        inventory.totalMemoryBytes = memory.total
+        inventory.freeMemoryBytes = memory.free
     }
 }

@@ -32,7 +32,7 @@ package struct CheckPolicy: Sendable, Hashable {
     package static let defaults = CheckPolicy(
         name: "built-in", minimumLibvirt: VersionNumber([8, 6, 0]), minimumQEMU: VersionNumber([8, 1, 0]),
         minimumKernel: VersionNumber([5, 18, 0]), driverMatch: .exact, missingDirtyTracking: .warn, postCopy: false,
-        maxDowntimeMilliseconds: 2000, assumedDirtyRateMiBPerSecond: 100, defaultBandwidthMiBPerSecond: 1250)
+        maxDowntimeMilliseconds: 30000, assumedDirtyRateMiBPerSecond: 100, defaultBandwidthMiBPerSecond: 1250)
 
     package init(
         name: String, minimumLibvirt: VersionNumber, minimumQEMU: VersionNumber, minimumKernel: VersionNumber,

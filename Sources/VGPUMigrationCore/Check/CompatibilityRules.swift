@@ -97,14 +97,18 @@ package enum CompatibilityRules {
             return CompatibilityFinding(
                 "host.distinct", .fail,
                 "\(subject.sourceName) and \(subject.destinationName) are the same host (host UUID \(a))",
-                remedy: "choose another destination; if they are different machines, give them distinct host_uuid in libvirtd.conf")
+                remedy:
+                    "choose another destination; if they are different machines, give them distinct host_uuid in libvirtd.conf"
+            )
         }
         if subject.sourceName == subject.destinationName {
             return CompatibilityFinding(
                 "host.distinct", .fail, "the destination is the source host \(subject.sourceName)",
                 remedy: "choose another destination")
         }
-        let how = subject.source.hostUUID != nil && subject.destination.hostUUID != nil ? "host UUIDs differ" : "names differ; host UUIDs not known"
+        let how =
+            subject.source.hostUUID != nil && subject.destination.hostUUID != nil
+            ? "host UUIDs differ" : "names differ; host UUIDs not known"
         return CompatibilityFinding("host.distinct", .pass, "source and destination are different hosts (\(how))")
     }
 
@@ -151,7 +155,8 @@ package enum CompatibilityRules {
             findings.append(
                 CompatibilityFinding(
                     "vgpu.type-offered", .pass,
-                    "\(name) (\(hostVGPU.typeID)) is offered on \(subject.destinationName) GPU \(sameBoard.map(\.address.description).joined(separator: ", "))"))
+                    "\(name) (\(hostVGPU.typeID)) is offered on \(subject.destinationName) GPU \(sameBoard.map(\.address.description).joined(separator: ", "))"
+                ))
             let key = "\(hostVGPU.interface.rawValue)/\(hostVGPU.typeID)"
             needed[key, default: (0, name, sourceBoard?.name)].count += 1
         }
@@ -167,7 +172,9 @@ package enum CompatibilityRules {
                         "\(subject.destinationName) can create \(free) more \(need.name); the VM needs \(need.count)"))
             } else {
                 let reasons = gpus.compactMap { gpu in
-                    gpu.capacity(ofType: typeID).flatMap { c in c.free == 0 ? "GPU \(gpu.address): \(c.blockedBy ?? "full")" : nil }
+                    gpu.capacity(ofType: typeID).flatMap { c in
+                        c.free == 0 ? "GPU \(gpu.address): \(c.blockedBy ?? "full")" : nil
+                    }
                 }
                 findings.append(
                     CompatibilityFinding(
@@ -186,27 +193,35 @@ package enum CompatibilityRules {
     /// H100/H200/H800, nor between 80 GB PCIe and 94 GB NVL variants.
     static func boardPairs(_ subject: CheckSubject, vgpus: [GuestVGPU]) -> [CompatibilityFinding] {
         var findings: [CompatibilityFinding] = []
-        let sourceBoards = Set(vgpus.compactMap { $0.gpuAddress.flatMap { subject.source.gpu(containing: $0)?.board?.name } })
+        let sourceBoards = Set(
+            vgpus.compactMap { $0.gpuAddress.flatMap { subject.source.gpu(containing: $0)?.board?.name } })
         let destinationBoards = Set(subject.destination.gpus.compactMap(\.board?.name))
         for board in sourceBoards.sorted() {
             if destinationBoards.contains(board) {
-                findings.append(CompatibilityFinding("gpu.board", .pass, "\(subject.destinationName) has \(board) GPUs, like the source"))
+                findings.append(
+                    CompatibilityFinding(
+                        "gpu.board", .pass, "\(subject.destinationName) has \(board) GPUs, like the source"))
                 continue
             }
             let hopper = ["H100", "H200", "H800"]
             let family = { (name: String) in hopper.first { name.hasPrefix($0) } }
             var reason = "NVIDIA vGPU migration needs the same board on both hosts"
-            if let ours = family(board), destinationBoards.contains(where: { family($0) != nil && family($0) != ours }) {
+            if let ours = family(board), destinationBoards.contains(where: { family($0) != nil && family($0) != ours })
+            {
                 reason = "NVIDIA does not support live migration between H100, H200 and H800 boards"
-            } else if destinationBoards.contains(where: { ($0.hasSuffix("NVL") && !board.hasSuffix("NVL")) || (!$0.hasSuffix("NVL") && board.hasSuffix("NVL")) }),
+            } else if destinationBoards.contains(where: {
+                ($0.hasSuffix("NVL") && !board.hasSuffix("NVL")) || (!$0.hasSuffix("NVL") && board.hasSuffix("NVL"))
+            }),
                 family(board) != nil
             {
                 reason = "NVIDIA does not support live migration between 80 GB PCIe and 94 GB NVL variants"
             }
-            let others = destinationBoards.isEmpty ? "no known GPU board" : destinationBoards.sorted().joined(separator: ", ")
+            let others =
+                destinationBoards.isEmpty ? "no known GPU board" : destinationBoards.sorted().joined(separator: ", ")
             findings.append(
                 CompatibilityFinding(
-                    "gpu.board", .fail, "the VM's vGPU is on \(board); \(subject.destinationName) has \(others): \(reason)",
+                    "gpu.board", .fail,
+                    "the VM's vGPU is on \(board); \(subject.destinationName) has \(others): \(reason)",
                     remedy: "choose a destination with \(board) GPUs"))
         }
         return findings
@@ -216,16 +231,18 @@ package enum CompatibilityRules {
         guard hasVGPU else {
             return [
                 CompatibilityFinding(
-                    "versions", .pass, "the VM has no vGPU: the vGPU minimums for libvirt, QEMU and the kernel do not apply")
+                    "versions", .pass,
+                    "the VM has no vGPU: the vGPU minimums for libvirt, QEMU and the kernel do not apply")
             ]
         }
         var findings: [CompatibilityFinding] = []
         let hosts = [(subject.sourceName, subject.source), (subject.destinationName, subject.destination)]
-        let checks: [(id: String, label: String, minimum: VersionNumber, value: (HostInventory) -> String?, hint: String)] = [
-            ("versions.libvirt", "libvirt", policy.minimumLibvirt, \.libvirtVersion, "upgrade libvirt"),
-            ("versions.qemu", "QEMU", policy.minimumQEMU, \.hypervisorVersion, "upgrade QEMU"),
-            ("versions.kernel", "kernel", policy.minimumKernel, \.kernelRelease, "upgrade the host kernel"),
-        ]
+        let checks:
+            [(id: String, label: String, minimum: VersionNumber, value: (HostInventory) -> String?, hint: String)] = [
+                ("versions.libvirt", "libvirt", policy.minimumLibvirt, \.libvirtVersion, "upgrade libvirt"),
+                ("versions.qemu", "QEMU", policy.minimumQEMU, \.hypervisorVersion, "upgrade QEMU"),
+                ("versions.kernel", "kernel", policy.minimumKernel, \.kernelRelease, "upgrade the host kernel"),
+            ]
         for check in checks {
             for (name, host) in hosts {
                 guard let text = check.value(host), let version = VersionNumber(text) else {
@@ -245,7 +262,8 @@ package enum CompatibilityRules {
                             remedy: "\(check.hint) on \(name) to \(check.minimum) or later"))
                 } else {
                     findings.append(
-                        CompatibilityFinding(check.id, .pass, "\(check.label) \(version) on \(name) (minimum \(check.minimum))"))
+                        CompatibilityFinding(
+                            check.id, .pass, "\(check.label) \(version) on \(name) (minimum \(check.minimum))"))
                 }
             }
         }
@@ -271,29 +289,36 @@ package enum CompatibilityRules {
         if same {
             return CompatibilityFinding(
                 "driver.version", .pass,
-                policy.driverMatch == .exact ? "NVIDIA host driver \(a) on both hosts" : "NVIDIA host drivers \(a) and \(b) are on the same branch (policy: branch)")
+                policy.driverMatch == .exact
+                    ? "NVIDIA host driver \(a) on both hosts"
+                    : "NVIDIA host drivers \(a) and \(b) are on the same branch (policy: branch)")
         }
         return CompatibilityFinding(
             "driver.version", .fail,
             "NVIDIA host driver \(a) on \(subject.sourceName) differs from \(b) on \(subject.destinationName)"
                 + (policy.driverMatch == .branch ? " (not even the same branch)" : ""),
-            remedy: "vGPU live migration fails when the driver versions differ: install the same vGPU manager version on both hosts")
+            remedy:
+                "vGPU live migration fails when the driver versions differ: install the same vGPU manager version on both hosts"
+        )
     }
 
     static func postCopy(hasVGPU: Bool, policy: CheckPolicy) -> CompatibilityFinding {
         if hasVGPU && policy.postCopy {
             return CompatibilityFinding(
-                "policy.post-copy", .fail, "policy \(policy.name) uses post-copy, which QEMU refuses for VMs with VFIO devices",
+                "policy.post-copy", .fail,
+                "policy \(policy.name) uses post-copy, which QEMU refuses for VMs with VFIO devices",
                 remedy: "use a policy with post_copy: false")
         }
-        return CompatibilityFinding("policy.post-copy", .pass, policy.postCopy ? "post-copy allowed: the VM has no vGPU" : "pre-copy only")
+        return CompatibilityFinding(
+            "policy.post-copy", .pass, policy.postCopy ? "post-copy allowed: the VM has no vGPU" : "pre-copy only")
     }
 
     static func memory(_ subject: CheckSubject, domain: GuestDomain) -> CompatibilityFinding {
         let needed = domain.memoryBytes
         guard let free = subject.destination.freeMemoryBytes else {
             return CompatibilityFinding(
-                "memory.destination", .warn, "free memory on \(subject.destinationName) is unknown (the VM needs \(mib(needed)) MiB)",
+                "memory.destination", .warn,
+                "free memory on \(subject.destinationName) is unknown (the VM needs \(mib(needed)) MiB)",
                 remedy: "give the host a libvirt URI in the inventory")
         }
         if free < needed {
@@ -303,13 +328,15 @@ package enum CompatibilityRules {
                 remedy: "free memory there or choose another destination")
         }
         return CompatibilityFinding(
-            "memory.destination", .pass, "\(subject.destinationName) has \(mib(free)) MiB free for the VM's \(mib(needed)) MiB")
+            "memory.destination", .pass,
+            "\(subject.destinationName) has \(mib(free)) MiB free for the VM's \(mib(needed)) MiB")
     }
 
     static func cpu(_ subject: CheckSubject) -> CompatibilityFinding {
         switch subject.cpuComparison {
         case .compatible:
-            CompatibilityFinding("cpu.compatible", .pass, "libvirt finds the VM's CPU runnable on \(subject.destinationName)")
+            CompatibilityFinding(
+                "cpu.compatible", .pass, "libvirt finds the VM's CPU runnable on \(subject.destinationName)")
         case .incompatible(let reason):
             CompatibilityFinding(
                 "cpu.compatible", .fail, "the VM's CPU is not runnable on \(subject.destinationName): \(reason)",
@@ -336,7 +363,8 @@ package enum CompatibilityRules {
             untrackedFramebufferMiB: untracked,
             bandwidthMiBPerSecond: subject.bandwidthMiBPerSecond ?? policy.defaultBandwidthMiBPerSecond,
             dirtyRateMiBPerSecond: subject.dirtyRateMiBPerSecond ?? policy.assumedDirtyRateMiBPerSecond,
-            downtimeLimitMilliseconds: Double(policy.maxDowntimeMilliseconds))
+            downtimeLimitMilliseconds: min(
+                MigrationEstimate.qemuDefaultDowntimeMilliseconds, Double(policy.maxDowntimeMilliseconds)))
     }
 
     /// Both boards are known and both architectures track dirty framebuffer pages.
@@ -346,7 +374,9 @@ package enum CompatibilityRules {
         return source.architecture.dirtyPageTracking && destination.architecture.dirtyPageTracking
     }
 
-    static func dirtyTracking(_ subject: CheckSubject, vgpus: [GuestVGPU], estimate: MigrationEstimate, policy: CheckPolicy)
+    static func dirtyTracking(
+        _ subject: CheckSubject, vgpus: [GuestVGPU], estimate: MigrationEstimate, policy: CheckPolicy
+    )
         -> [CompatibilityFinding]
     {
         guard !vgpus.isEmpty else { return [] }
@@ -354,16 +384,22 @@ package enum CompatibilityRules {
         if lacking.isEmpty {
             return [CompatibilityFinding("gpu.dirty-tracking", .pass, "both GPUs track dirty framebuffer pages")]
         }
-        let boards = Set(lacking.map { vgpu in
-            vgpu.gpuAddress.flatMap { subject.source.gpu(containing: $0)?.board }.map { "\($0.name) (\($0.architecture.name))" }
-                ?? "an unknown board"
-        }).sorted().joined(separator: ", ")
+        let boards = Set(
+            lacking.map { vgpu in
+                vgpu.gpuAddress.flatMap { subject.source.gpu(containing: $0)?.board }.map {
+                    "\($0.name) (\($0.architecture.name))"
+                }
+                    ?? "an unknown board"
+            }
+        ).sorted().joined(separator: ", ")
         let pause = estimate.untrackedFramebufferMiB / max(estimate.bandwidthMiBPerSecond, 0.001)
         return [
             CompatibilityFinding(
                 "gpu.dirty-tracking", policy.missingDirtyTracking == .fail ? .fail : .warn,
                 "\(boards) has no framebuffer dirty-page tracking: \(Int(estimate.untrackedFramebufferMiB)) MiB of vGPU framebuffer moves while the guest is paused, about \(seconds(pause)) at \(Int(estimate.bandwidthMiBPerSecond)) MiB/s",
-                remedy: "expect that stun time, use a faster migration link, or a policy with missing_dirty_tracking: warn")
+                remedy: policy.missingDirtyTracking == .fail
+                    ? "use a policy with missing_dirty_tracking: warn to accept that stun time, or a faster migration link"
+                    : "expect that stun time, or use a faster migration link")
         ]
     }
 
@@ -375,7 +411,8 @@ package enum CompatibilityRules {
             return CompatibilityFinding(
                 "downtime.estimate", .fail,
                 "estimated downtime \(seconds(estimate.downtimeMilliseconds / 1000)) exceeds the policy cap of \(seconds(cap / 1000)) (\(details))",
-                remedy: "raise the policy's max downtime, use a faster link, or lower the guest's load before migrating")
+                remedy: "raise the policy's max downtime, use a faster link, or lower the guest's load before migrating"
+            )
         }
         return CompatibilityFinding(
             "downtime.estimate", .pass,
@@ -385,7 +422,8 @@ package enum CompatibilityRules {
 
     static func mib(_ bytes: UInt64) -> UInt64 { bytes / 1_048_576 }
 
-    static func seconds(_ value: Double) -> String {
+    /// `850 ms`, `16.4 s`.
+    package static func seconds(_ value: Double) -> String {
         if value < 1 { return "\(Int((value * 1000).rounded())) ms" }
         return String(Double(Int((value * 10).rounded())) / 10) + " s"
     }

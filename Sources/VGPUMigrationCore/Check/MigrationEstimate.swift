@@ -13,14 +13,20 @@
 /// - Not converging (`r ≥ 1`): the remainder stays at the data dirtied during one round,
 ///   `min(M, D × M / B)`, and that is what must move while paused.
 /// - Stun time = RAM remainder ÷ `B` + untracked framebuffer ÷ `B`.
+///
+/// The check simulates with QEMU's default limit (300 ms, or the policy cap if lower), so the
+/// result is the downtime the migration needs, which the check then compares with the cap.
 package struct MigrationEstimate: Sendable, Hashable, Codable {
+    /// QEMU's default `downtime-limit`.
+    package static let qemuDefaultDowntimeMilliseconds = 300.0
+
     package var memoryMiB: Double
     package var framebufferMiB: Double
     /// Framebuffer that moves while the guest is paused (no dirty-page tracking).
     package var untrackedFramebufferMiB: Double
     package var bandwidthMiBPerSecond: Double
     package var dirtyRateMiBPerSecond: Double
-    /// The policy's downtime limit the switch-over aims at, in milliseconds.
+    /// The downtime limit the simulated switch-over aims at, in milliseconds.
     package var downtimeLimitMilliseconds: Double
     package var converges: Bool
     package var rounds: Int

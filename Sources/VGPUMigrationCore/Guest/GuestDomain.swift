@@ -81,6 +81,12 @@ package struct GuestDomain: Sendable, Hashable {
     package var currentVCPUs: Int?
     /// Every `<hostdev mode='subsystem'>` of type `mdev` or `pci`, in document order.
     package var hostdevs: [GuestHostdev]
+    /// `arch` of `<os><type>` (`x86_64`).
+    package var architecture: String?
+    /// `mode` of `<cpu>` (`custom`, `host-model`, `host-passthrough`, `maximum`); nil without `<cpu>`.
+    package var cpuMode: String?
+    /// The `<cpu>` element as written, for libvirt's CPU comparison (set by ``parse(xml:)``).
+    package var cpuXML: String?
 
     /// The mediated devices given to the guest.
     package var mdevHostdevs: [GuestHostdev] {
@@ -100,7 +106,11 @@ package struct GuestDomain: Sendable, Hashable {
         } catch {
             throw DomainXMLError(message: error.message, position: error.position)
         }
-        return try GuestDomain(element: document.root)
+        var domain = try GuestDomain(element: document.root)
+        if let cpu = document.root.child("cpu") {
+            domain.cpuXML = String(decoding: document.source[cpu.sourceRange], as: UTF8.self)
+        }
+        return domain
     }
 
     /// Reads a `<domain>` element; applies the checks libvirt applies to host devices.
@@ -166,6 +176,10 @@ package struct GuestDomain: Sendable, Hashable {
         self.vcpus = vcpus
         self.currentVCPUs = currentVCPUs
         self.hostdevs = hostdevs
+        self.architecture = element.child("os")?.child("type")?.attribute("arch")
+        if let cpu = element.child("cpu") {
+            self.cpuMode = cpu.attribute("mode") ?? "custom"
+        }
     }
 
     private static func hostdev(_ element: XMLElement) throws(DomainXMLError) -> GuestHostdev? {

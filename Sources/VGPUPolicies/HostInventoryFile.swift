@@ -1,0 +1,93 @@
+import VGPUMigrationCore
+
+/// One host of the inventory file and where its facts come from.
+package struct InventoryHost: Sendable, Hashable {
+    package var name: String
+    /// libvirt URI of the host's daemon (`qemu+tcp://gpu-1/system`).
+    package var libvirtURI: String?
+    /// URL of the host's vgpu-agent.
+    package var agentURL: String?
+    /// Where the agent credentials are (a token file path); never the secret itself.
+    package var credentials: String?
+    /// sysfs root to read directly: only for the host the coordinator runs on, or a captured tree.
+    package var sysfsRoot: String?
+    /// A saved `inspect --json` snapshot to use as the host's facts.
+    package var factsFile: String?
+    /// Link bandwidth to other hosts by name, in MiB/s.
+    package var bandwidthMiBPerSecond: [String: Double]
+}
+
+/// The inventory: host name → how to reach it.
+package struct HostInventoryConfig: Sendable, Hashable {
+    package var hosts: [InventoryHost]
+    /// Link bandwidth between any two hosts when a host does not name the pair, in MiB/s.
+    package var defaultBandwidthMiBPerSecond: Double?
+
+    package func host(named name: String) -> InventoryHost? {
+        hosts.first { $0.name == name }
+    }
+
+    /// Bandwidth from `source` to `destination`: either side's entry, else the default.
+    package func bandwidth(from source: String, to destination: String) -> Double? {
+        host(named: source)?.bandwidthMiBPerSecond[destination] ?? host(named: destination)?.bandwidthMiBPerSecond[
+            source]
+            ?? defaultBandwidthMiBPerSecond
+    }
+}
+
+/// Reads the inventory file (default `/etc/vgpu-migrate/hosts.yaml`).
+package enum HostInventoryFile {
+    package static let defaultPath = "/etc/vgpu-migrate/hosts.yaml"
+
+    package static func parse(_ text: String, file: String) throws(PolicyFileError) -> HostInventoryConfig {
+        let document = try PolicyYAML.parse(text, file: file)
+        _ = try document.mapping(allowedKeys: ["hosts", "defaults"], what: "the inventory")
+        var defaultBandwidth: Double?
+        if let defaults = document.optional("defaults") {
+            _ = try defaults.mapping(allowedKeys: ["bandwidth_mib_per_s"], what: "'defaults'")
+            if let node = defaults.optional("bandwidth_mib_per_s") {
+                defaultBandwidth = Double(try node.int(what: "bandwidth_mib_per_s", range: 1...1_000_000))
+            }
+        }
+        var hosts: [InventoryHost] = []
+        let keys: Set<String> = [
+            "libvirt_uri", "agent_url", "credentials", "sysfs_root", "facts_file", "bandwidth_mib_per_s",
+        ]
+        for (key, value) in try document.required("hosts", in: "the inventory").mapping(what: "'hosts'") {
+            let name = try key.string(what: "a host name")
+            guard name.allSatisfy({ $0.isLetter || $0.isNumber || "-_.".contains($0) }) else {
+                throw key.error("host name '\(name)' may only hold letters, digits, '-', '_' and '.'")
+            }
+            if hosts.contains(where: { $0.name == name }) { throw key.error("host '\(name)' is listed twice") }
+            _ = try value.mapping(allowedKeys: keys, what: "host '\(name)'")
+            func text(_ key: String) throws(PolicyFileError) -> String? {
+                try value.optional(key)?.string(what: key)
+            }
+            var bandwidth: [String: Double] = [:]
+            if let links = value.optional("bandwidth_mib_per_s") {
+                for (peer, speed) in try links.mapping(what: "bandwidth_mib_per_s of '\(name)'") {
+                    bandwidth[try peer.string(what: "a host name")] = Double(
+                        try speed.int(what: "bandwidth_mib_per_s", range: 1...1_000_000))
+                }
+            }
+            let host = InventoryHost(
+                name: name, libvirtURI: try text("libvirt_uri"), agentURL: try text("agent_url"),
+                credentials: try text("credentials"), sysfsRoot: try text("sysfs_root"),
+                factsFile: try text("facts_file"),
+                bandwidthMiBPerSecond: bandwidth)
+            if host.libvirtURI == nil && host.agentURL == nil && host.sysfsRoot == nil && host.factsFile == nil {
+                throw value.error(
+                    "host '\(name)' has no libvirt_uri, agent_url, sysfs_root or facts_file: nothing to read it from")
+            }
+            hosts.append(host)
+        }
+        let inventory = HostInventoryConfig(hosts: hosts, defaultBandwidthMiBPerSecond: defaultBandwidth)
+        for host in hosts {
+            for peer in host.bandwidthMiBPerSecond.keys where inventory.host(named: peer) == nil {
+                throw document.error(
+                    "host '\(host.name)' names bandwidth to '\(peer)', which the inventory does not list")
+            }
+        }
+        return inventory
+    }
+}
