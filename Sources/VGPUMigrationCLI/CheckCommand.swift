@@ -262,7 +262,7 @@ struct CheckCommand: AsyncParsableCommand {
                     domain.map { DestinationRanking.packing(of: $0, from: source.facts, on: destination.facts) } ?? 0
                 candidates.append(.init(host: host.name, report: report, packing: packing, unreachable: nil))
             } catch {
-                candidates.append(.init(host: host.name, report: nil, packing: 0, unreachable: error.description))
+                candidates.append(.init(host: host.name, report: nil, packing: 0, unreachable: error.message))
             }
         }
         return DestinationRanking(vm: vm, source: source.name, policy: policy.name, candidates: candidates)
