@@ -215,7 +215,10 @@ struct CheckCommand: AsyncParsableCommand {
         domain: GuestDomain?, state: CheckSubject.VMState, source: LoadedHost, destination: LoadedHost,
         bandwidth: Double?, policy: CheckPolicy
     ) async -> CompatibilityReport {
-        let cpu = await compareCPU(domain: domain, destination: destination)
+        let cpu =
+            state == .notRunning
+            ? .notChecked("the VM is not running; libvirt compares the CPU of the running guest")
+            : await compareCPU(domain: domain, destination: destination)
         let subject = CheckSubject(
             vmName: vm, vmState: state, domain: domain, sourceName: source.name, source: source.facts,
             destinationName: destination.name, destination: destination.facts, bandwidthMiBPerSecond: bandwidth,

@@ -56,7 +56,12 @@ struct InspectCommand: AsyncParsableCommand {
                     "cannot reach libvirt at \(libvirtURI): \(error)",
                     remedy: "check that libvirtd runs there and the URI is right", exitCode: CommandFailure.unreachable)
             }
-            inventory = try await LibvirtHostInventory.read(connection: connection, catalog: catalog)
+            do {
+                inventory = try await LibvirtHostInventory.read(connection: connection, catalog: catalog)
+            } catch {
+                throw CommandFailure(
+                    "cannot read the host through libvirt: \(error)", exitCode: CommandFailure.unreachable)
+            }
         } else {
             var isDirectory: ObjCBool = false
             guard FileManager.default.fileExists(atPath: sysfsRoot, isDirectory: &isDirectory), isDirectory.boolValue

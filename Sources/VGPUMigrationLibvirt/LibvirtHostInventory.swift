@@ -41,8 +41,12 @@ package enum LibvirtHostInventory {
             inventory.cpuArchitecture = host.child("cpu")?.child("arch")?.trimmedText
             inventory.cpuModel = host.child("cpu")?.child("model")?.trimmedText
         }
-        let memory = try await connection.memory()
-        inventory.totalMemoryBytes = memory.total
-        inventory.freeMemoryBytes = memory.free
+        do {
+            let memory = try await connection.memory()
+            inventory.totalMemoryBytes = memory.total
+            inventory.freeMemoryBytes = memory.free
+        } catch {
+            inventory.diagnostics.append(Diagnostic(.note, "host memory unknown: \(error)"))
+        }
     }
 }

@@ -1,5 +1,9 @@
 import Foundation
 
+#if canImport(Glibc)
+    import Glibc
+#endif
+
 /// Where test data lives: the project's `Fixtures/` and the shared real-world data in
 /// `../shared/realdata` (override with `VGPU_REALDATA`).
 package enum TestData {
@@ -45,6 +49,74 @@ package struct ProcessOutcome: Sendable {
     package var status: Int32
     package var standardOutput: String
     package var standardError: String
+
+    /// Runs `executable` to completion with no standard input.
+    ///
+    /// The child gets only standard input, output and error: every other descriptor is closed
+    /// in it, so daemons it leaves running hold nothing of this process.
+    package static func run(_ executable: URL, _ arguments: [String], environment: [String: String] = [:]) throws
+        -> ProcessOutcome
+    {
+        var output: [Int32] = [0, 0]
+        var error: [Int32] = [0, 0]
+        guard pipe(&output) == 0, pipe(&error) == 0 else { throw POSIXError(.EMFILE) }
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        posix_spawn_file_actions_adddup2(&actions, output[1], 1)
+        posix_spawn_file_actions_adddup2(&actions, error[1], 2)
+        // Nothing above standard error may reach the child (dup2 clears close-on-exec on 1 and 2).
+        for name in (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd")) ?? [] {
+            if let descriptor = Int32(name), descriptor > 2 {
+                _ = fcntl(descriptor, F_SETFD, fcntl(descriptor, F_GETFD) | FD_CLOEXEC)
+            }
+        }
+
+        let merged = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+        let argv = ([executable.path] + arguments).map { strdup($0) } + [nil]
+        let envp = merged.map { strdup("\($0.key)=\($0.value)") } + [nil]
+        defer {
+            argv.forEach { free($0) }
+            envp.forEach { free($0) }
+        }
+        var pid: pid_t = 0
+        let spawned = posix_spawn(&pid, executable.path, &actions, nil, argv, envp)
+        close(output[1])
+        close(error[1])
+        guard spawned == 0 else {
+            close(output[0])
+            close(error[0])
+            throw POSIXError(POSIXErrorCode(rawValue: spawned) ?? .ENOENT)
+        }
+        // Drain standard error on another thread so neither pipe can fill up and block the child.
+        let errorData = PipeReader(FileHandle(fileDescriptor: error[0], closeOnDealloc: true))
+        let outputData = FileHandle(fileDescriptor: output[0], closeOnDealloc: true).readDataToEndOfFile()
+        var status: Int32 = 0
+        while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+        let exitStatus = (status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
+        return ProcessOutcome(
+            status: exitStatus, standardOutput: String(decoding: outputData, as: UTF8.self),
+            standardError: String(decoding: errorData.wait(), as: UTF8.self))
+    }
+}
+
+/// Reads a pipe to its end on a thread of its own.
+private final class PipeReader: @unchecked Sendable {
+    private var data = Data()
+    private let done = DispatchSemaphore(value: 0)
+
+    init(_ handle: FileHandle) {
+        Thread.detachNewThread { [self] in
+            data = handle.readDataToEndOfFile()
+            done.signal()
+        }
+    }
+
+    func wait() -> Data {
+        done.wait()
+        return data
+    }
 }
 
 /// Runs the project's executables as an operator would.
@@ -71,22 +143,59 @@ package enum ProductRunner {
     package static func run(_ name: String, _ arguments: [String], environment: [String: String] = [:]) throws
         -> ProcessOutcome
     {
-        let process = Process()
-        process.executableURL = try executable(name)
-        process.arguments = arguments
-        process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
-        let output = Pipe()
-        let error = Pipe()
-        process.standardOutput = output
-        process.standardError = error
-        process.standardInput = FileHandle.nullDevice
-        try process.run()
-        // Read both pipes to the end before waiting, so a large output cannot block the child.
-        let outputData = output.fileHandleForReading.readDataToEndOfFile()
-        let errorData = error.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        return ProcessOutcome(
-            status: process.terminationStatus, standardOutput: String(decoding: outputData, as: UTF8.self),
-            standardError: String(decoding: errorData, as: UTF8.self))
+        try ProcessOutcome.run(try executable(name), arguments, environment: environment)
+    }
+}
+
+/// The project's two-host libvirt lab (`scripts/lab`), brought up in a directory of its own for
+/// a test suite and brought down after it, also when a test fails.
+package struct Lab: Sendable {
+    package var directory: String
+    package var sourceURI: String
+    package var destinationURI: String
+
+    @TaskLocal package static var current: Lab?
+
+    /// Runs `scripts/lab` with this lab's directory.
+    @discardableResult
+    package static func script(_ arguments: [String], directory: String) throws -> ProcessOutcome {
+        try ProcessOutcome.run(
+            TestData.packageRoot.appendingPathComponent("scripts/lab"), arguments,
+            environment: ["VGPU_LAB_DIR": directory])
+    }
+
+    /// Brings a lab up in a new directory under /tmp.
+    package static func up() throws -> Lab {
+        let directory = "/tmp/vgpu-migrate-test-lab-\(ProcessInfo.processInfo.processIdentifier)"
+        let outcome = try script(["up"], directory: directory)
+        guard outcome.status == 0 else {
+            _ = try? script(["down"], directory: directory)
+            throw CocoaError(
+                .executableLoad,
+                userInfo: [NSLocalizedDescriptionKey: "scripts/lab up failed: \(outcome.standardError)"])
+        }
+        var values: [String: String] = [:]
+        for line in outcome.standardOutput.split(separator: "\n") where line.hasPrefix("export ") {
+            let pair = line.dropFirst(7).split(separator: "=", maxSplits: 1)
+            if pair.count == 2 {
+                values[String(pair[0])] = String(pair[1]).trimmingCharacters(in: CharacterSet(charactersIn: "'"))
+            }
+        }
+        guard let source = values["VGPU_LAB_SRC_URI"], let destination = values["VGPU_LAB_DST_URI"] else {
+            _ = try? script(["down"], directory: directory)
+            throw CocoaError(.executableLoad, userInfo: [NSLocalizedDescriptionKey: "scripts/lab printed no URIs"])
+        }
+        return Lab(directory: directory, sourceURI: source, destinationURI: destination)
+    }
+
+    package func down() {
+        _ = try? Lab.script(["down"], directory: directory)
+        try? FileManager.default.removeItem(atPath: directory)
+    }
+
+    /// Runs `virsh -c URI arguments...`.
+    @discardableResult
+    package func virsh(_ uri: String, _ arguments: [String]) throws -> ProcessOutcome {
+        try ProcessOutcome.run(URL(fileURLWithPath: "/usr/bin/virsh"), ["-q", "-c", uri] + arguments)
     }
 }

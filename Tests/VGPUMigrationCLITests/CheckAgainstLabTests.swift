@@ -1,0 +1,117 @@
+import Foundation
+import Testing
+import VGPUTestSupport
+
+/// Brings the two-host lab up around a suite and down after it, also when a test fails.
+struct TwoHostLab: SuiteTrait, TestScoping {
+    func provideScope(
+        for test: Test, testCase: Test.Case?, performing function: @Sendable () async throws -> Void
+    ) async throws {
+        let lab = try Lab.up()
+        defer { lab.down() }
+        try await Lab.$current.withValue(lab) { try await function() }
+    }
+}
+
+extension Trait where Self == TwoHostLab {
+    static var twoHostLab: Self { TwoHostLab() }
+}
+
+@Suite("check against the real libvirt daemons of the lab", .serialized, .twoHostLab)
+struct CheckAgainstLabTests {
+    /// Inventory of the lab: both daemons, with fixture T4 sysfs trees as their GPUs.
+    func inventory(_ lab: Lab, in directory: URL) throws -> String {
+        let file = directory.appendingPathComponent("hosts.yaml")
+        try """
+        hosts:
+          src:
+            libvirt_uri: \(lab.sourceURI)
+            sysfs_root: \(fixture("t4-a"))
+          dst:
+            libvirt_uri: \(lab.destinationURI)
+            sysfs_root: \(fixture("t4-b"))
+        """.write(to: file, atomically: true, encoding: .utf8)
+        return file.path
+    }
+
+    /// A VM with no OS (the firmware idles), optionally with an mdev hostdev.
+    func defineVM(_ lab: Lab, name: String, mdev: String?, start: Bool, in directory: URL) throws {
+        let type = FileManager.default.isWritableFile(atPath: "/dev/kvm") ? "kvm" : "qemu"
+        let hostdev =
+            mdev.map {
+                "<hostdev mode='subsystem' type='mdev' model='vfio-pci'><source><address uuid='\($0)'/></source></hostdev>"
+            } ?? ""
+        let file = directory.appendingPathComponent("\(name).xml")
+        try """
+        <domain type='\(type)'>
+          <name>\(name)</name>
+          <memory unit='MiB'>64</memory>
+          <vcpu>1</vcpu>
+          <os><type arch='x86_64' machine='pc'>hvm</type></os>
+          <devices><emulator>/usr/bin/qemu-system-x86_64</emulator>\(hostdev)<memballoon model='none'/></devices>
+        </domain>
+        """.write(to: file, atomically: true, encoding: .utf8)
+        let defined = try lab.virsh(lab.sourceURI, ["define", file.path])
+        #expect(defined.status == 0, "\(defined.standardError)")
+        if start {
+            let started = try lab.virsh(lab.sourceURI, ["start", name])
+            #expect(started.status == 0, "\(started.standardError)")
+        }
+    }
+
+    @Test("a running VM without vGPU passes between the two daemons")
+    func plainVMPasses() throws {
+        let lab = try #require(Lab.current)
+        let directory = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        try defineVM(lab, name: "lab-plain", mdev: nil, start: true, in: directory)
+        let outcome = try check([
+            "lab-plain", "--from", "src", "--to", "dst", "--inventory", try inventory(lab, in: directory),
+        ])
+        #expect(outcome.status == 0, "\(outcome.standardOutput)\(outcome.standardError)")
+        #expect(outcome.standardOutput.contains("PASS  vm.exists           VM lab-plain is running on src"))
+        #expect(
+            outcome.standardOutput.contains(
+                "PASS  host.distinct       source and destination are different hosts (host UUIDs differ)"))
+        #expect(outcome.standardOutput.contains("PASS  memory.destination"))
+        #expect(outcome.standardOutput.contains("Verdict: compatible"))
+    }
+
+    @Test("a VM with a vGPU fails on QEMU 7.2 being below 8.1.0, on both hosts")
+    func vgpuVMFailsOnQEMU() throws {
+        let lab = try #require(Lab.current)
+        let directory = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        try defineVM(lab, name: "lab-vgpu", mdev: "5b1f0a7c-3e2d-4c1b-8a9f-6e5d4c3b2a10", start: false, in: directory)
+        let outcome = try check([
+            "lab-vgpu", "--from", "src", "--to", "dst", "--inventory", try inventory(lab, in: directory), "--json",
+        ])
+        #expect(outcome.status == 1)
+        let report = try #require(
+            try JSONSerialization.jsonObject(with: Data(outcome.standardOutput.utf8)) as? [String: Any])
+        let findings = try #require(report["findings"] as? [[String: Any]])
+        let qemu = findings.filter { $0["check"] as? String == "versions.qemu" }
+        #expect(qemu.count == 2)
+        #expect(qemu.allSatisfy { $0["severity"] as? String == "fail" })
+        #expect(qemu.allSatisfy { ($0["message"] as? String)?.contains(" is below 8.1.0") == true })
+        #expect(qemu.allSatisfy { ($0["message"] as? String)?.hasPrefix("QEMU 7.2.") == true })
+        let libvirt = findings.filter { $0["check"] as? String == "versions.libvirt" }
+        #expect(libvirt.map { $0["severity"] as? String } == ["pass", "pass"])
+        // It is defined but not running: live migration needs it running.
+        #expect(findings.contains { $0["check"] as? String == "vm.exists" && $0["severity"] as? String == "fail" })
+    }
+
+    @Test("an unknown VM is reported as not defined on the source")
+    func unknownVM() throws {
+        let lab = try #require(Lab.current)
+        let directory = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let outcome = try check([
+            "no-such-vm", "--from", "src", "--to", "dst", "--inventory", try inventory(lab, in: directory),
+        ])
+        #expect(outcome.status == 1)
+        let line = try #require(outcome.standardOutput.split(separator: "\n").first { $0.contains("vm.exists") })
+        #expect(line.hasPrefix("  FAIL  vm.exists"))
+        #expect(line.hasSuffix("VM no-such-vm is not defined on src"))
+    }
+}
