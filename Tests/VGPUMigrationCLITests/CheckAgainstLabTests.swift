@@ -74,6 +74,8 @@ struct CheckAgainstLabTests {
             outcome.standardOutput.contains(
                 "PASS  host.distinct       source and destination are different hosts (host UUIDs differ)"))
         #expect(outcome.standardOutput.contains("PASS  memory.destination"))
+        // The running guest's CPU, compared by the destination daemon.
+        #expect(outcome.standardOutput.contains("PASS  cpu.compatible      libvirt finds the VM's CPU runnable on dst"))
         #expect(outcome.standardOutput.contains("Verdict: compatible"))
     }
 

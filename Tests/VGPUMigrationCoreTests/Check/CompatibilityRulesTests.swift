@@ -133,6 +133,21 @@ struct CompatibilityRulesTests {
         #expect(report.finding("vgpu.type-offered").first?.message.contains("NVIDIA L40S-8Q (1152)") == true)
     }
 
+    @Test("NVIDIA's board exclusions are named: H100 ↔ H200, 80 GB PCIe ↔ 94 GB NVL")
+    func hopperExclusions() throws {
+        var source = try F.host("h100-pcie")
+        var destination = try F.host("h100-pcie")
+        destination.gpus[0].board = F.catalog.board(named: "H200-SXM")
+        var report = try F.check("vm-h100", from: source, "h100", to: destination, "h200")
+        #expect(report.finding("gpu.board").first?.message.contains("between H100, H200 and H800 boards") == true)
+        destination.gpus[0].board = F.catalog.board(named: "H100-NVL")
+        report = try F.check("vm-h100", from: source, "h100", to: destination, "h100-nvl")
+        #expect(report.finding("gpu.board").first?.message.contains("80 GB PCIe and 94 GB NVL") == true)
+        source.gpus[0].board = F.catalog.board(named: "H100-NVL")
+        report = try F.check("vm-h100", from: source, "h100-nvl-1", to: destination, "h100-nvl-2")
+        #expect(report.severities("gpu.board") == [.pass])
+    }
+
     @Test("the VM must exist and run")
     func vmState() throws {
         let missing = try F.check(
