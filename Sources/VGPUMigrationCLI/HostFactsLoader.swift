@@ -41,13 +41,15 @@ struct HostFactsLoader {
 
     func load(_ host: InventoryHost) async throws(CommandFailure) -> LoadedHost {
         if let factsFile = host.factsFile { return try snapshot(factsFile, name: host.name) }
+        // Inventory hosts are named in messages; the host `inspect` reads has no name.
+        let label = host.name.isEmpty ? "the host" : "host \(host.name)"
         var connection: LibvirtConnection?
         if let uri = host.libvirtURI {
             do {
                 connection = try await LibvirtConnection.open(uri: uri)
             } catch {
                 throw CommandFailure(
-                    "cannot reach host \(host.name) through libvirt (\(uri)): \(error)",
+                    "cannot reach \(label) through libvirt at \(uri): \(error)",
                     remedy: "check that libvirtd runs there and the inventory's libvirt_uri",
                     exitCode: CommandFailure.unreachable)
             }
@@ -55,17 +57,25 @@ struct HostFactsLoader {
         var facts: HostInventory
         if let root = host.sysfsRoot {
             let path = URL(fileURLWithPath: root, relativeTo: baseDirectory).path
+            var isDirectory: ObjCBool = false
+            guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory), isDirectory.boolValue else {
+                throw CommandFailure(
+                    "the sysfs root \(path) of \(label) is not a directory",
+                    exitCode: CommandFailure.usageOrConfiguration)
+            }
             do {
                 facts = try SysfsHostProbe(sysfs: DirectorySysfs(root: path), catalog: catalog).inventory()
             } catch {
-                throw CommandFailure("cannot read host \(host.name): \(error)")
+                throw CommandFailure(
+                    "cannot read \(label): \(error)",
+                    remedy: "the file holds something the kernel never writes; check the tree or the driver")
             }
             if let connection {
                 do {
                     try await LibvirtHostInventory.addHostFacts(from: connection, to: &facts)
                 } catch {
                     throw CommandFailure(
-                        "cannot read host \(host.name) through libvirt: \(error)", exitCode: CommandFailure.unreachable)
+                        "cannot read \(label) through libvirt: \(error)", exitCode: CommandFailure.unreachable)
                 }
             }
         } else if let connection {
@@ -73,7 +83,7 @@ struct HostFactsLoader {
                 facts = try await LibvirtHostInventory.read(connection: connection, catalog: catalog)
             } catch {
                 throw CommandFailure(
-                    "cannot read host \(host.name) through libvirt: \(error)", exitCode: CommandFailure.unreachable)
+                    "cannot read \(label) through libvirt: \(error)", exitCode: CommandFailure.unreachable)
             }
         } else {
             throw CommandFailure(

@@ -1,8 +1,7 @@
 import ArgumentParser
 import Foundation
-import VGPUHost
 import VGPUMigrationCore
-import VGPUMigrationLibvirt
+import VGPUPolicies
 
 /// `vgpu-migrate inspect`: a host's GPUs, their vGPU types with free/used counts, the vGPUs
 /// that exist, the NVIDIA driver and the kernel.
@@ -12,8 +11,10 @@ struct InspectCommand: AsyncParsableCommand {
         abstract: "Show a host's GPUs, vGPU types (free/used), existing vGPUs, driver and kernel.",
         discussion: """
             By default the local host is read from sysfs (/sys, /proc). --sysfs-root reads a captured \
-            tree instead; --connect reads the host through libvirt node devices (mdev only: libvirt \
-            shows neither the driver version nor NVIDIA vendor-specific VF vGPUs).
+            tree instead. --connect adds what libvirt knows (libvirt and QEMU versions, host UUID, \
+            memory, CPU); given alone it reads the GPUs from libvirt node devices (mdev only: libvirt \
+            shows neither the driver version nor NVIDIA vendor-specific VF vGPUs). The --json output \
+            is the host snapshot that check --source-facts/--dest-facts reads.
 
             'free' is how many more vGPUs of the type can be created on that physical GPU now: it \
             honours the SR-IOV VF count, the type's max_instance and homogeneity (time-sliced vGPUs on \
@@ -22,12 +23,15 @@ struct InspectCommand: AsyncParsableCommand {
     )
 
     @Option(
-        name: .customLong("sysfs-root"), help: ArgumentHelp("Root of the sysfs/procfs tree to read.", valueName: "dir"))
-    var sysfsRoot: String = "/"
+        name: .customLong("sysfs-root"),
+        help: ArgumentHelp("Root of the sysfs/procfs tree to read (default / without --connect).", valueName: "dir"))
+    var sysfsRoot: String?
 
     @Option(
         name: .customLong("connect"),
-        help: ArgumentHelp("Read the host through this libvirt URI instead of sysfs.", valueName: "uri"))
+        help: ArgumentHelp(
+            "libvirt URI: adds libvirt's host facts; alone, the GPUs come from libvirt node devices.", valueName: "uri")
+    )
     var libvirtURI: String?
 
     @Option(
@@ -38,45 +42,13 @@ struct InspectCommand: AsyncParsableCommand {
     @Flag(name: .customLong("json"), help: "Print the inventory as JSON.")
     var json = false
 
-    func validate() throws {
-        if libvirtURI != nil && sysfsRoot != "/" {
-            throw ValidationError("--sysfs-root and --connect read different sources; give one of them")
-        }
-    }
-
     func run() async throws {
         let catalog = try PolicyDirectory.boardCatalog(in: try PolicyDirectory.locate(explicit: policies))
-        let inventory: HostInventory
-        if let libvirtURI {
-            let connection: LibvirtConnection
-            do {
-                connection = try await LibvirtConnection.open(uri: libvirtURI, readOnly: true)
-            } catch {
-                throw CommandFailure(
-                    "cannot reach libvirt at \(libvirtURI): \(error)",
-                    remedy: "check that libvirtd runs there and the URI is right", exitCode: CommandFailure.unreachable)
-            }
-            do {
-                inventory = try await LibvirtHostInventory.read(connection: connection, catalog: catalog)
-            } catch {
-                throw CommandFailure(
-                    "cannot read the host through libvirt: \(error)", exitCode: CommandFailure.unreachable)
-            }
-        } else {
-            var isDirectory: ObjCBool = false
-            guard FileManager.default.fileExists(atPath: sysfsRoot, isDirectory: &isDirectory), isDirectory.boolValue
-            else {
-                throw CommandFailure(
-                    "--sysfs-root \(sysfsRoot) is not a directory", exitCode: CommandFailure.usageOrConfiguration)
-            }
-            do {
-                inventory = try SysfsHostProbe(sysfs: DirectorySysfs(root: sysfsRoot), catalog: catalog).inventory()
-            } catch {
-                throw CommandFailure(
-                    "cannot read the host: \(error)",
-                    remedy: "the file holds something the kernel never writes; check the tree or the driver")
-            }
-        }
+        let host = InventoryHost(
+            name: "", libvirtURI: libvirtURI, sysfsRoot: sysfsRoot ?? (libvirtURI == nil ? "/" : nil))
+        let loader = HostFactsLoader(
+            catalog: catalog, baseDirectory: URL(fileURLWithPath: FileManager.default.currentDirectoryPath))
+        let inventory = try await loader.load(host).facts
         if json {
             print(try InventoryReport.json(inventory))
         } else {

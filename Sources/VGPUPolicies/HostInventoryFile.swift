@@ -15,6 +15,19 @@ package struct InventoryHost: Sendable, Hashable {
     package var factsFile: String?
     /// Link bandwidth to other hosts by name, in MiB/s.
     package var bandwidthMiBPerSecond: [String: Double]
+
+    package init(
+        name: String, libvirtURI: String? = nil, agentURL: String? = nil, credentials: String? = nil,
+        sysfsRoot: String? = nil, factsFile: String? = nil, bandwidthMiBPerSecond: [String: Double] = [:]
+    ) {
+        self.name = name
+        self.libvirtURI = libvirtURI
+        self.agentURL = agentURL
+        self.credentials = credentials
+        self.sysfsRoot = sysfsRoot
+        self.factsFile = factsFile
+        self.bandwidthMiBPerSecond = bandwidthMiBPerSecond
+    }
 }
 
 /// The inventory: host name → how to reach it.

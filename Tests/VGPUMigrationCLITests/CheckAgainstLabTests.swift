@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import VGPUMigrationCore
 import VGPUTestSupport
 
 /// Brings the two-host lab up around a suite and down after it, also when a test fails.
@@ -101,6 +102,21 @@ struct CheckAgainstLabTests {
         #expect(libvirt.map { $0["severity"] as? String } == ["pass", "pass"])
         // It is defined but not running: live migration needs it running.
         #expect(findings.contains { $0["check"] as? String == "vm.exists" && $0["severity"] as? String == "fail" })
+    }
+
+    @Test("inspect --sysfs-root with --connect gives one snapshot: GPUs from sysfs, facts from libvirt")
+    func mergedSnapshot() throws {
+        let lab = try #require(Lab.current)
+        let outcome = try inspect(["--sysfs-root", fixture("t4-a"), "--connect", lab.sourceURI, "--json"])
+        #expect(outcome.status == 0, "\(outcome.standardError)")
+        let facts = try JSONDecoder().decode(HostInventory.self, from: Data(outcome.standardOutput.utf8))
+        #expect(facts.gpus.first?.board?.name == "T4")
+        #expect(facts.nvidiaDriverVersion == "550.90.05")
+        #expect(facts.hostUUID == "7a3c0001-5e1d-4b2a-9c8f-00000000a001")
+        #expect(facts.libvirtVersion == "9.0.0")
+        #expect(facts.hypervisorVersion?.hasPrefix("7.2.") == true)
+        #expect((facts.freeMemoryBytes ?? 0) > 0)
+        #expect(facts.cpuArchitecture == "x86_64")
     }
 
     @Test("an unknown VM is reported as not defined on the source")

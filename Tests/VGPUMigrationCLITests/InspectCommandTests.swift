@@ -126,10 +126,15 @@ struct InspectCommandTests {
     @Test(
         "bad input ends with a clear error and the documented exit code",
         arguments: [
-            (["--sysfs-root", "/nonexistent/tree"], Int32(2), "is not a directory"),
-            (["--sysfs-root", "/tmp", "--connect", "test:///default"], 2, "give one of them"),
+            (
+                ["--sysfs-root", "/nonexistent/tree"], Int32(2),
+                "the sysfs root /nonexistent/tree of the host is not a directory"
+            ),
             (["--frobnicate"], 2, "Unknown option '--frobnicate'"),
-            (["--connect", "test:///nonexistent/node.xml"], 3, "cannot reach libvirt at test:///nonexistent/node.xml"),
+            (
+                ["--connect", "test:///nonexistent/node.xml"], 3,
+                "cannot reach the host through libvirt at test:///nonexistent/node.xml"
+            ),
         ])
     func badInput(arguments: [String], status: Int32, fragment: String) throws {
         let outcome = try inspect(arguments)
