@@ -11,6 +11,8 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
+        .package(url: "https://github.com/apple/swift-nio-ssl", from: "2.37.6"),
     ],
     targets: [
         // Pure core: host and guest models, parsers, rules. No C, no I/O.
@@ -33,16 +35,46 @@ let package = Package(
         ),
         .target(name: "VGPUMigrationLibvirt", dependencies: ["CLibvirt", "VGPUMigrationCore"]),
 
+        // The per-host agent: reservations over the sysfs allocator, served over HTTPS.
+        .target(
+            name: "VGPUAgent",
+            dependencies: [
+                "VGPUMigrationCore", "VGPUHost", "VGPUPolicies", "VGPUCommandSupport",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdCore", package: "hummingbird"),
+                .product(name: "HummingbirdTLS", package: "hummingbird"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+
+        // libcurl: the only module that imports CCurl. The coordinator's agent client.
+        .systemLibrary(
+            name: "CCurl",
+            pkgConfig: "libcurl",
+            providers: [.apt(["libcurl4-openssl-dev"])]
+        ),
+        .target(name: "VGPUAgentClient", dependencies: ["CCurl", "VGPUMigrationCore"]),
+
+        // What both command-line tools share: exit codes, the runner, the policy directory.
+        .target(
+            name: "VGPUCommandSupport",
+            dependencies: [
+                "VGPUMigrationCore", "VGPUPolicies",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+
         // Commands; the executables only call into this.
         .target(
             name: "VGPUMigrationCLI",
             dependencies: [
-                "VGPUMigrationCore", "VGPUHost", "VGPUPolicies", "VGPUMigrationLibvirt",
-                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                "VGPUMigrationCore", "VGPUHost", "VGPUPolicies", "VGPUMigrationLibvirt", "VGPUCommandSupport",
+                "VGPUAgentClient", .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
         .executableTarget(name: "vgpu-migrate", dependencies: ["VGPUMigrationCLI"]),
-        .executableTarget(name: "vgpu-agent", dependencies: ["VGPUMigrationCLI"]),
+        .executableTarget(name: "vgpu-agent", dependencies: ["VGPUAgent"]),
 
         // Paths to Fixtures/ and the shared real-world data, for the test targets only.
         .target(name: "VGPUTestSupport"),
@@ -58,6 +90,10 @@ let package = Package(
             dependencies: ["VGPUMigrationLibvirt", "VGPUPolicies", "VGPUTestSupport"]
         ),
         .testTarget(name: "VGPUMigrationCLITests", dependencies: ["VGPUMigrationCLI", "VGPUTestSupport"]),
+        .testTarget(
+            name: "VGPUAgentTests",
+            dependencies: ["VGPUAgent", "VGPUAgentClient", "VGPUHost", "VGPUPolicies", "VGPUTestSupport"]
+        ),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -60,4 +60,21 @@ package struct DirectorySysfs: SysfsIO {
             throw SysfsError(path: url.path, message: "symbolic link cannot be read (\(error.localizedDescription))")
         }
     }
+
+    package func writeFile(_ path: String, _ value: String) throws(SysfsError) {
+        let url = root.appendingPathComponent(path)
+        // sysfs attributes take one write(2) of the whole value; no temporary file, no rename.
+        let descriptor = open(url.path, O_WRONLY)
+        guard descriptor >= 0 else {
+            throw SysfsError(
+                path: url.path, message: "cannot be opened for writing: \(String(cString: strerror(errno)))")
+        }
+        defer { close(descriptor) }
+        let bytes = Array(value.utf8)
+        let written = bytes.withUnsafeBytes { write(descriptor, $0.baseAddress, $0.count) }
+        guard written == bytes.count else {
+            throw SysfsError(
+                path: url.path, message: "write of '\(value)' refused: \(String(cString: strerror(errno)))")
+        }
+    }
 }

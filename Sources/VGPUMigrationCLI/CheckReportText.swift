@@ -1,3 +1,4 @@
+import VGPUCommandSupport
 import VGPUMigrationCore
 
 /// Human renderings of check results.

@@ -1,4 +1,5 @@
 import Foundation
+import VGPUCommandSupport
 import VGPUHost
 import VGPUMigrationCore
 import VGPUMigrationLibvirt

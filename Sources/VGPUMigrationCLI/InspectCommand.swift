@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import VGPUCommandSupport
 import VGPUMigrationCore
 import VGPUPolicies
 

@@ -1,4 +1,5 @@
 import ArgumentParser
+import VGPUCommandSupport
 
 /// `vgpu-migrate`: live migration of VMs with NVIDIA vGPUs between KVM hosts.
 package struct VGPUMigrateCommand: AsyncParsableCommand {

@@ -1,4 +1,4 @@
-import VGPUMigrationCLI
+import VGPUAgent
 
 @main
 struct Entrypoint {

@@ -12,6 +12,10 @@ package protocol SysfsIO: Sendable {
     func listDirectory(_ path: String) throws(SysfsError) -> [String]?
     /// The target of a symbolic link as written; nil when `path` is not a symbolic link.
     func readLink(_ path: String) throws(SysfsError) -> String?
+    /// Writes `value` to an attribute file, as `echo value > path` does; the kernel (or the
+    /// emulator) acts on it: `create` makes an mdev, `remove` removes it, `current_vgpu_type`
+    /// sets a vendor VF's vGPU. A refused write is a ``SysfsError`` with the errno text.
+    func writeFile(_ path: String, _ value: String) throws(SysfsError)
 }
 
 /// A sysfs read or write that failed for a reason other than absence.

@@ -4,8 +4,8 @@ import Foundation
 /// Runs a root command and exits with the project's exit codes: a ``CommandFailure`` prints
 /// `error: ...` and exits with its code, a usage error prints the usage and exits 2, help and
 /// version requests exit 0.
-enum CommandRunner {
-    static func runAndExit<Root: ParsableCommand>(_ root: Root.Type, arguments: [String]?) async -> Never {
+package enum CommandRunner {
+    package static func runAndExit<Root: ParsableCommand>(_ root: Root.Type, arguments: [String]?) async -> Never {
         do {
             var command = try root.parseAsRoot(arguments)
             if var asyncCommand = command as? any AsyncParsableCommand {
@@ -26,7 +26,7 @@ enum CommandRunner {
         }
     }
 
-    static func writeStandardError(_ text: String) {
+    package static func writeStandardError(_ text: String) {
         FileHandle.standardError.write(Data((text + "\n").utf8))
     }
 }

@@ -1,0 +1,246 @@
+import Foundation
+import Hummingbird
+import HummingbirdCore
+import HummingbirdTLS
+import Logging
+import NIOCore
+import NIOSSL
+import VGPUHost
+import VGPUMigrationCore
+
+/// How the agent serves.
+package struct AgentServerConfiguration: Sendable {
+    package var host: String
+    package var port: Int
+    package var tokens: AgentTokens
+    /// Server certificate chain and key (PEM); nil serves plain HTTP.
+    package var certificate: String?
+    package var privateKey: String?
+    /// CA whose client certificates are required (mutual TLS); nil accepts any client.
+    package var clientCA: String?
+    /// Largest request body accepted, in bytes.
+    package var maxBodyBytes: Int
+
+    package init(
+        host: String, port: Int, tokens: AgentTokens, certificate: String?, privateKey: String?, clientCA: String?,
+        maxBodyBytes: Int
+    ) {
+        self.host = host
+        self.port = port
+        self.tokens = tokens
+        self.certificate = certificate
+        self.privateKey = privateKey
+        self.clientCA = clientCA
+        self.maxBodyBytes = maxBodyBytes
+    }
+}
+
+/// The agent's HTTP API under `/v1`, plus `/healthz` and `/metrics`.
+package enum AgentServer {
+    package static func application(
+        configuration: AgentServerConfiguration, book: ReservationBook, allocator: VGPUAllocator, logger: Logger,
+        onRunning: @escaping @Sendable (Int) async -> Void
+    ) throws -> some ApplicationProtocol {
+        let router = Router()
+        router.middlewares.add(BearerAuthMiddleware(tokens: configuration.tokens))
+        let limit = configuration.maxBodyBytes
+
+        router.get("/healthz") { _, _ in try json(["status": "ok"]) }
+        router.get("/metrics") { _, _ in
+            await metrics(book: book)
+        }
+        router.get("/v1/facts") { _, _ in
+            do {
+                return try json(try allocator.inventory())
+            } catch {
+                return failure(.internalServerError, "internal", "cannot read the host: \(error)")
+            }
+        }
+        router.get("/v1/vgpus") { _, _ in
+            do {
+                return try json(try allocator.inventory().vgpus)
+            } catch {
+                return failure(.internalServerError, "internal", "cannot read the host: \(error)")
+            }
+        }
+        router.get("/v1/reservations") { _, _ in try json(await book.all()) }
+        router.get("/v1/reservations/:id") { _, context in
+            guard let id = reservationID(context) else { return badID(context) }
+            return try await answer { try await book.reservation(id) }
+        }
+        router.post("/v1/reservations") { request, context in
+            guard context.role == .operator else { return forbidden() }
+            let body: ByteBuffer
+            do {
+                body = try await request.body.collect(upTo: limit)
+            } catch {
+                return failure(.contentTooLarge, "payload_too_large", "the request body is larger than \(limit) bytes")
+            }
+            let reservationRequest: ReservationRequest
+            do {
+                reservationRequest = try JSONDecoder().decode(ReservationRequest.self, from: Data(buffer: body))
+            } catch {
+                return failure(.badRequest, "bad_request", "the body is not a reservation request: \(describe(error))")
+            }
+            do {
+                let (reservation, created) = try await book.reserve(reservationRequest)
+                return try json(reservation, status: created ? .created : .ok)
+            } catch let error as ReservationError {
+                return failure(error)
+            }
+        }
+        router.delete("/v1/reservations/:id") { _, context in
+            guard context.role == .operator else { return forbidden() }
+            guard let id = reservationID(context) else { return badID(context) }
+            return try await answer { try await book.release(id) }
+        }
+        router.post("/v1/reservations/:id/commit") { _, context in
+            guard context.role == .operator else { return forbidden() }
+            guard let id = reservationID(context) else { return badID(context) }
+            return try await answer { try await book.commit(id) }
+        }
+
+        let server: HTTPServerBuilder
+        if let certificate = configuration.certificate, let key = configuration.privateKey {
+            var tls = TLSConfiguration.makeServerConfiguration(
+                certificateChain: try NIOSSLCertificate.fromPEMFile(certificate).map { .certificate($0) },
+                privateKey: .privateKey(try NIOSSLPrivateKey(file: key, format: .pem)))
+            if let clientCA = configuration.clientCA {
+                tls.certificateVerification = .noHostnameVerification
+                tls.trustRoots = .file(clientCA)
+            }
+            server = try .tls(.http1(), tlsConfiguration: tls)
+        } else {
+            server = .http1()
+        }
+        return Application(
+            router: router, server: server,
+            configuration: .init(
+                address: .hostname(configuration.host, port: configuration.port), serverName: "vgpu-agent"),
+            onServerRunning: { channel in await onRunning(channel.localAddress?.port ?? configuration.port) },
+            logger: logger)
+    }
+
+    // MARK: Responses
+
+    static func json(_ value: some Encodable, status: HTTPResponse.Status = .ok) throws -> Response {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        encoder.dateEncodingStrategy = .iso8601
+        return Response(
+            status: status, headers: [.contentType: "application/json"],
+            body: .init(byteBuffer: ByteBuffer(data: try encoder.encode(value))))
+    }
+
+    static func failure(_ status: HTTPResponse.Status, _ code: String, _ message: String) -> Response {
+        (try? json(AgentErrorBody(error: code, message: message), status: status))
+            ?? Response(status: .internalServerError)
+    }
+
+    static func failure(_ error: ReservationError) -> Response {
+        switch error {
+        case .badRequest(let message): failure(.badRequest, "bad_request", message)
+        case .notFound(let message): failure(.notFound, "not_found", message)
+        case .conflict(let message): failure(.conflict, "conflict", message)
+        case .noCapacity(let message): failure(.conflict, "no_capacity", message)
+        case .corruptJournal, .internal: failure(.internalServerError, "internal", error.description)
+        }
+    }
+
+    static func answer(_ body: () async throws -> Reservation) async throws -> Response {
+        do {
+            return try json(try await body())
+        } catch let error as ReservationError {
+            return failure(error)
+        }
+    }
+
+    static func forbidden() -> Response {
+        failure(.forbidden, "forbidden", "this token may read only; reservations need an operator token")
+    }
+
+    /// The `:id` parameter when it is a reservation id (a UUID).
+    static func reservationID(_ context: AgentRequestContext) -> String? {
+        context.parameters.get("id").flatMap { canonicalUUID($0) }
+    }
+
+    static func badID(_ context: AgentRequestContext) -> Response {
+        failure(.badRequest, "bad_request", "'\(context.parameters.get("id") ?? "")' is not a reservation id (a UUID)")
+    }
+
+    /// Prometheus text format.
+    static func metrics(book: ReservationBook) async -> Response {
+        let reservations = await book.all()
+        var text = "# HELP vgpu_agent_reservations Reservations by state.\n# TYPE vgpu_agent_reservations gauge\n"
+        let states: [ReservationState] = [.creating, .active, .committed, .released, .expired, .lost, .failed]
+        for state in states {
+            text +=
+                "vgpu_agent_reservations{state=\"\(state.rawValue)\"} \(reservations.filter { $0.state == state }.count)\n"
+        }
+        text += "# HELP vgpu_agent_reservations_created_total Reservations created since start.\n"
+        text += "# TYPE vgpu_agent_reservations_created_total counter\n"
+        text += "vgpu_agent_reservations_created_total \(await book.createdTotal)\n"
+        text +=
+            "# HELP vgpu_agent_reservations_refused_no_capacity_total Requests refused for lack of capacity since start.\n"
+        text += "# TYPE vgpu_agent_reservations_refused_no_capacity_total counter\n"
+        text += "vgpu_agent_reservations_refused_no_capacity_total \(await book.refusedForCapacityTotal)\n"
+        return Response(
+            status: .ok, headers: [.contentType: "text/plain; version=0.0.4"],
+            body: .init(byteBuffer: ByteBuffer(string: text)))
+    }
+}
+
+/// The request context: who is calling, as the auth middleware found.
+package struct AgentRequestContext: RequestContext {
+    package var coreContext: CoreRequestContextStorage
+    package var role: AgentRole = .reader
+
+    package init(source: Source) {
+        self.coreContext = .init(source: source)
+    }
+}
+
+extension Router where Context == AgentRequestContext {
+    convenience init() {
+        self.init(context: AgentRequestContext.self)
+    }
+}
+
+/// Every route but `/healthz` needs `Authorization: Bearer TOKEN`; the token's role goes into the
+/// context. No token → 401, an unknown token → 401; the token is never logged.
+struct BearerAuthMiddleware: RouterMiddleware {
+    let tokens: AgentTokens
+
+    func handle(
+        _ request: Request, context: AgentRequestContext,
+        next: (Request, AgentRequestContext) async throws -> Response
+    ) async throws -> Response {
+        if request.uri.path == "/healthz" { return try await next(request, context) }
+        guard let header = request.headers[.authorization], header.hasPrefix("Bearer ") else {
+            var response = AgentServer.failure(
+                .unauthorized, "unauthorized", "an 'Authorization: Bearer TOKEN' header is required")
+            response.headers[.wwwAuthenticate] = "Bearer"
+            return response
+        }
+        guard let role = tokens.role(of: String(header.dropFirst("Bearer ".count))) else {
+            var response = AgentServer.failure(.unauthorized, "unauthorized", "the bearer token is not valid")
+            response.headers[.wwwAuthenticate] = "Bearer error=\"invalid_token\""
+            return response
+        }
+        var context = context
+        context.role = role
+        return try await next(request, context)
+    }
+}
+
+/// A decoding error in one line.
+func describe(_ error: any Error) -> String {
+    guard let error = error as? DecodingError else { return "\(error)" }
+    switch error {
+    case .keyNotFound(let key, _): return "missing '\(key.stringValue)'"
+    case .typeMismatch(_, let context), .valueNotFound(_, let context), .dataCorrupted(let context):
+        let path = context.codingPath.map(\.stringValue).joined(separator: ".")
+        return path.isEmpty ? context.debugDescription : "\(path): \(context.debugDescription)"
+    @unknown default: return "\(error)"
+    }
+}

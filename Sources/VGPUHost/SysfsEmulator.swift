@@ -1,0 +1,228 @@
+import Foundation
+import VGPUMigrationCore
+
+/// ``SysfsIO`` over a captured or fixture tree that behaves like the kernel and the NVIDIA
+/// driver when written to, so the agent can run over a tree as over a live host:
+///
+/// - writing a UUID to `sys/class/mdev_bus/<parent>/mdev_supported_types/<type>/create` makes the
+///   mdev (its directory with `mdev_type` and `remove`, the `sys/bus/mdev/devices/<uuid>` link);
+///   an invalid UUID is `EINVAL`, an existing one `EEXIST`, an exhausted type `EUSERS`;
+/// - writing `1` to `sys/bus/mdev/devices/<uuid>/remove` removes it; an unknown device is `ENOENT`;
+/// - writing a type number to a vendor VF's `nvidia/current_vgpu_type` creates that vGPU, `0`
+///   frees it; a busy VF is `EBUSY`, a type the VF does not list as creatable is `EINVAL`;
+/// - after every change `available_instances` and `creatable_vgpu_types` are rewritten as the
+///   driver would: an SR-IOV VF carries one vGPU, a GPU carries at most `max_instance` vGPUs of
+///   a size, and time-sliced vGPUs on one GPU share one framebuffer size.
+package final class SysfsEmulator: SysfsIO, @unchecked Sendable {
+    private let tree: DirectorySysfs
+    private let catalog: GPUBoardCatalog
+    private let lock = NSLock()
+    /// Capacity of each mdev type on each parent when the GPU is empty (max_instance, or 1 on a VF).
+    private var emptyCapacity: [PCIAddress: [String: Int]] = [:]
+    /// Every vendor-VF type a GPU offers when empty, by GPU: id → name.
+    private var vendorTypes: [PCIAddress: [(id: Int, name: String)]] = [:]
+
+    /// Reads the tree's current state as the starting point.
+    package init(root: String, catalog: GPUBoardCatalog) throws(SysfsError) {
+        self.tree = DirectorySysfs(root: root)
+        self.catalog = catalog
+        let inventory = try SysfsHostProbe(sysfs: tree, catalog: catalog).inventory()
+        for gpu in inventory.gpus {
+            for function in gpu.functions where function.interface == .mdev {
+                var capacities: [String: Int] = [:]
+                for offer in function.offers {
+                    // An empty GPU shows its empty capacity; otherwise max_instance (1 per VF).
+                    if gpu.sriov {
+                        capacities[offer.typeID] = 1
+                    } else if gpu.vgpus.isEmpty {
+                        capacities[offer.typeID] = offer.availableInstances
+                    } else {
+                        capacities[offer.typeID] =
+                            gpu.capacity(ofType: offer.typeID)?.maxInstances ?? offer.availableInstances
+                    }
+                }
+                emptyCapacity[function.address] = capacities
+            }
+            if gpu.interface == .vendorVFIO {
+                vendorTypes[gpu.address] = gpu.vgpuTypes.compactMap { capacity in
+                    guard let id = Int(capacity.type.id), let name = capacity.type.name else { return nil }
+                    return (id, name)
+                }
+            }
+        }
+    }
+
+    package var rootDescription: String { tree.rootDescription }
+
+    package func readFile(_ path: String) throws(SysfsError) -> String? {
+        lock.lock()
+        defer { lock.unlock() }
+        return try tree.readFile(path)
+    }
+
+    package func listDirectory(_ path: String) throws(SysfsError) -> [String]? {
+        lock.lock()
+        defer { lock.unlock() }
+        return try tree.listDirectory(path)
+    }
+
+    package func readLink(_ path: String) throws(SysfsError) -> String? {
+        lock.lock()
+        defer { lock.unlock() }
+        return try tree.readLink(path)
+    }
+
+    package func writeFile(_ path: String, _ value: String) throws(SysfsError) {
+        lock.lock()
+        defer { lock.unlock() }
+        let parts = path.split(separator: "/").map(String.init)
+        let value = value.trimmingXMLWhitespace()
+        if parts.count == 7, parts[0...2] == ["sys", "class", "mdev_bus"], parts[4] == "mdev_supported_types",
+            parts[6] == "create", let parent = PCIAddress(parts[3])
+        {
+            try createMdev(uuid: value, parent: parent, type: parts[5], path: path)
+        } else if parts.count == 6, parts[0...3] == ["sys", "bus", "mdev", "devices"], parts[5] == "remove" {
+            try removeMdev(uuid: parts[4], value: value, path: path)
+        } else if parts.count == 7, parts[0...3] == ["sys", "bus", "pci", "devices"], parts[5] == "nvidia",
+            parts[6] == "current_vgpu_type", let vf = PCIAddress(parts[4])
+        {
+            try setVendorType(vf: vf, value: value, path: path)
+        } else {
+            throw error(path, EACCES)
+        }
+        try recompute()
+    }
+
+    // MARK: Writes
+
+    private func createMdev(uuid text: String, parent: PCIAddress, type: String, path: String) throws(SysfsError) {
+        guard let uuid = canonicalUUID(text) else { throw error(path, EINVAL) }
+        let typeDirectory = "sys/class/mdev_bus/\(parent)/mdev_supported_types/\(type)"
+        guard try tree.listDirectory(typeDirectory) != nil else { throw error(path, ENOENT) }
+        if try tree.readLink("sys/bus/mdev/devices/\(uuid)") != nil { throw error(path, EEXIST) }
+        let available =
+            Int(try tree.readFile("\(typeDirectory)/available_instances")?.trimmingXMLWhitespace() ?? "0") ?? 0
+        guard available > 0 else { throw error(path, EUSERS) }
+        let parentDirectory = try realDirectory(of: "sys/class/mdev_bus/\(parent)")
+        let device = "\(parentDirectory)/\(uuid)"
+        try make(directory: device)
+        try make(link: "\(device)/mdev_type", to: "../mdev_supported_types/\(type)")
+        try make(file: "\(device)/remove", contents: "")
+        try make(link: "sys/bus/mdev/devices/\(uuid)", to: "../../../" + device.dropFirst("sys/".count))
+    }
+
+    private func removeMdev(uuid: String, value: String, path: String) throws(SysfsError) {
+        guard let target = try tree.readLink("sys/bus/mdev/devices/\(uuid)") else { throw error(path, ENOENT) }
+        guard value == "1" else { throw error(path, EINVAL) }
+        let device = "sys/" + target.split(separator: "/").drop { $0 == ".." }.joined(separator: "/")
+        remove("sys/bus/mdev/devices/\(uuid)")
+        remove(device)
+    }
+
+    private func setVendorType(vf: PCIAddress, value: String, path: String) throws(SysfsError) {
+        let directory = "sys/bus/pci/devices/\(vf)/nvidia"
+        guard let currentText = try tree.readFile("\(directory)/current_vgpu_type") else { throw error(path, ENOENT) }
+        guard let requested = Int(value), requested >= 0 else { throw error(path, EINVAL) }
+        let current = Int(currentText.trimmingXMLWhitespace()) ?? 0
+        if requested == 0 {
+            try make(file: "\(directory)/current_vgpu_type", contents: "0\n")
+            return
+        }
+        guard current == 0 else { throw error(path, EBUSY) }
+        let creatable =
+            (try? CreatableVGPUType.parseList(try tree.readFile("\(directory)/creatable_vgpu_types") ?? "")) ?? []
+        guard creatable.contains(where: { $0.id == requested }) else { throw error(path, EINVAL) }
+        try make(file: "\(directory)/current_vgpu_type", contents: "\(requested)\n")
+    }
+
+    // MARK: What the driver shows after a change
+
+    private func recompute() throws(SysfsError) {
+        let inventory = try SysfsHostProbe(sysfs: tree, catalog: catalog).inventory()
+        for gpu in inventory.gpus {
+            let sizes = { (id: String) in gpu.capacity(ofType: id)?.type.framebufferMiB }
+            let usedSizes = Set(gpu.vgpus.compactMap { sizes($0.typeID) })
+            let maxInstances = { (id: String) in gpu.capacity(ofType: id)?.maxInstances ?? Int.max }
+            for function in gpu.functions {
+                switch function.interface {
+                case .mdev:
+                    let carried = gpu.vgpus.filter { $0.function == function.address }.count
+                    for (type, empty) in emptyCapacity[function.address] ?? [:] {
+                        var available: Int
+                        if let other = usedSizes.first, sizes(type) != other {
+                            available = 0
+                        } else if gpu.sriov {
+                            available = carried > 0 || gpu.vgpus.count >= maxInstances(type) ? 0 : 1
+                        } else {
+                            available = max(0, empty - gpu.vgpus.count)
+                        }
+                        try make(
+                            file:
+                                "sys/class/mdev_bus/\(function.address)/mdev_supported_types/\(type)/available_instances",
+                            contents: "\(available)\n")
+                    }
+                case .vendorVFIO:
+                    var listing = "ID    : vGPU Name\n"
+                    if function.currentVGPUTypeID == nil {
+                        for (id, name) in vendorTypes[gpu.address] ?? [] {
+                            let size = VGPUProfile(typeName: name)?.framebufferMiB
+                            if let other = usedSizes.first, size != other { continue }
+                            if gpu.vgpus.count >= maxInstances(String(id)) { continue }
+                            listing += String(id).padding(toLength: 5, withPad: " ", startingAt: 0) + " : \(name)\n"
+                        }
+                    }
+                    try make(
+                        file: "sys/bus/pci/devices/\(function.address)/nvidia/creatable_vgpu_types", contents: listing)
+                }
+            }
+        }
+    }
+
+    // MARK: Files
+
+    /// The directory a sysfs link points at, relative to the root (or the path itself).
+    private func realDirectory(of path: String) throws(SysfsError) -> String {
+        guard let target = try tree.readLink(path) else { return path }
+        var components = path.split(separator: "/").dropLast().map(String.init)
+        for part in target.split(separator: "/") {
+            if part == ".." { components.removeLast() } else { components.append(String(part)) }
+        }
+        return components.joined(separator: "/")
+    }
+
+    private func url(_ path: String) -> URL { tree.root.appendingPathComponent(path) }
+
+    private func make(directory path: String) throws(SysfsError) {
+        do {
+            try FileManager.default.createDirectory(at: url(path), withIntermediateDirectories: true)
+        } catch {
+            throw SysfsError(path: url(path).path, message: "cannot create: \(error.localizedDescription)")
+        }
+    }
+
+    private func make(file path: String, contents: String) throws(SysfsError) {
+        do {
+            try contents.write(to: url(path), atomically: false, encoding: .utf8)
+        } catch {
+            throw SysfsError(path: url(path).path, message: "cannot write: \(error.localizedDescription)")
+        }
+    }
+
+    private func make(link path: String, to target: some StringProtocol) throws(SysfsError) {
+        do {
+            try FileManager.default.createDirectory(
+                at: url(path).deletingLastPathComponent(), withIntermediateDirectories: true)
+            try FileManager.default.createSymbolicLink(atPath: url(path).path, withDestinationPath: String(target))
+        } catch {
+            throw SysfsError(path: url(path).path, message: "cannot link: \(error.localizedDescription)")
+        }
+    }
+
+    private func remove(_ path: String) {
+        try? FileManager.default.removeItem(at: url(path))
+    }
+
+    private func error(_ path: String, _ code: Int32) -> SysfsError {
+        SysfsError(path: url(path).path, message: "write refused: \(String(cString: strerror(code)))")
+    }
+}

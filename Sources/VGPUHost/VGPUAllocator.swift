@@ -1,0 +1,126 @@
+import Foundation
+import VGPUMigrationCore
+
+/// Creates and removes vGPUs the way the hardware wants:
+/// - on mdev hosts by writing a UUID to the type's `create` (removal through the mdev's
+///   `remove`); on vendor-specific VFs by writing the type number to `current_vgpu_type` (`0`
+///   frees it);
+/// - choosing GPUs that already carry the same type first (time-sliced GPUs stay homogeneous
+///   and other GPUs stay free for other sizes), then the emptiest, and on SR-IOV GPUs a VF that
+///   is free and offers the type;
+/// - never more than the policy's `max_instances` of a type per GPU, when it sets one.
+package struct VGPUAllocator: Sendable {
+    package var sysfs: any SysfsIO
+    package var catalog: GPUBoardCatalog
+    /// Per-type limit per physical GPU from policy (Nova's `max_instances`), by type id.
+    package var maxInstances: [String: Int]
+
+    package init(sysfs: any SysfsIO, catalog: GPUBoardCatalog, maxInstances: [String: Int] = [:]) {
+        self.sysfs = sysfs
+        self.catalog = catalog
+        self.maxInstances = maxInstances
+    }
+
+    /// The host as it is now.
+    package func inventory() throws(SysfsError) -> HostInventory {
+        try SysfsHostProbe(sysfs: sysfs, catalog: catalog).inventory()
+    }
+
+    /// Picks where `count` vGPUs of `typeID` go, with fresh mdev UUIDs; creates nothing.
+    package func plan(typeID: String, count: Int) throws(AllocationError) -> [ReservedDevice] {
+        let host: HostInventory
+        do {
+            host = try inventory()
+        } catch {
+            throw .host(error)
+        }
+        let offering = host.gpus.filter { $0.capacity(ofType: typeID) != nil }
+        guard !offering.isEmpty else { throw .unknownType(typeID) }
+        let ranked = offering.sorted { a, b in
+            let usedA = a.capacity(ofType: typeID)!.used
+            let usedB = b.capacity(ofType: typeID)!.used
+            if (usedA > 0) != (usedB > 0) { return usedA > 0 }
+            if a.vgpus.count != b.vgpus.count { return a.vgpus.count < b.vgpus.count }
+            return a.address < b.address
+        }
+        var planned: [ReservedDevice] = []
+        for gpu in ranked where planned.count < count {
+            let capacity = gpu.capacity(ofType: typeID)!
+            var free = capacity.free
+            if let limit = maxInstances[typeID] { free = min(free, max(0, limit - capacity.used)) }
+            var takenFunctions = Set<PCIAddress>()
+            while free > 0 && planned.count < count {
+                let function: VGPUFunction?
+                if gpu.sriov || gpu.interface == .vendorVFIO {
+                    function = gpu.functions.first { candidate in
+                        !takenFunctions.contains(candidate.address) && candidate.currentVGPUTypeID == nil
+                            && !gpu.vgpus.contains { $0.function == candidate.address }
+                            && candidate.offers.contains { $0.typeID == typeID && $0.availableInstances > 0 }
+                    }
+                } else {
+                    function = gpu.functions.first { $0.offers.contains { $0.typeID == typeID } }
+                }
+                guard let function else { break }
+                takenFunctions.insert(function.address)
+                let id = gpu.interface == .mdev ? UUID().uuidString.lowercased() : function.address.description
+                planned.append(
+                    ReservedDevice(
+                        id: id, interface: gpu.interface, typeID: typeID, function: function.address, gpu: gpu.address))
+                free -= 1
+            }
+        }
+        guard planned.count == count else {
+            let name = offering.first?.capacity(ofType: typeID)?.type.name ?? typeID
+            throw .noCapacity("the host can create \(planned.count) more \(name) (\(typeID)), \(count) asked for")
+        }
+        return planned
+    }
+
+    /// Creates one planned device.
+    package func create(_ device: ReservedDevice) throws(SysfsError) {
+        switch device.interface {
+        case .mdev:
+            try sysfs.writeFile(
+                "sys/class/mdev_bus/\(device.function)/mdev_supported_types/\(device.typeID)/create", device.id)
+        case .vendorVFIO:
+            try sysfs.writeFile("sys/bus/pci/devices/\(device.function)/nvidia/current_vgpu_type", device.typeID)
+        }
+    }
+
+    /// Removes a device; a device that is already gone is not an error.
+    package func remove(_ device: ReservedDevice) throws(SysfsError) {
+        guard try exists(device) else { return }
+        switch device.interface {
+        case .mdev:
+            try sysfs.writeFile("sys/bus/mdev/devices/\(device.id)/remove", "1")
+        case .vendorVFIO:
+            try sysfs.writeFile("sys/bus/pci/devices/\(device.function)/nvidia/current_vgpu_type", "0")
+        }
+    }
+
+    /// Whether the device is on the host now.
+    package func exists(_ device: ReservedDevice) throws(SysfsError) -> Bool {
+        switch device.interface {
+        case .mdev:
+            return try sysfs.readLink("sys/bus/mdev/devices/\(device.id)") != nil
+        case .vendorVFIO:
+            let current = try sysfs.readFile("sys/bus/pci/devices/\(device.function)/nvidia/current_vgpu_type")
+            return current?.trimmingXMLWhitespace() == device.typeID
+        }
+    }
+}
+
+/// Why vGPUs cannot be allocated.
+package enum AllocationError: Error, Sendable, CustomStringConvertible {
+    case unknownType(String)
+    case noCapacity(String)
+    case host(SysfsError)
+
+    package var description: String {
+        switch self {
+        case .unknownType(let type): "no GPU on this host offers vGPU type \(type)"
+        case .noCapacity(let message): "no capacity: \(message)"
+        case .host(let error): "cannot read the host: \(error)"
+        }
+    }
+}
