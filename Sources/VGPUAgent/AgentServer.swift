@@ -125,7 +125,7 @@ package enum AgentServer {
 
     static func json(_ value: some Encodable, status: HTTPResponse.Status = .ok) throws -> Response {
         let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys]
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
         encoder.dateEncodingStrategy = .iso8601
         return Response(
             status: status, headers: [.contentType: "application/json"],
@@ -229,7 +229,11 @@ struct BearerAuthMiddleware: RouterMiddleware {
         }
         var context = context
         context.role = role
-        return try await next(request, context)
+        do {
+            return try await next(request, context)
+        } catch let error as HTTPError where error.status == .notFound {
+            return AgentServer.failure(.notFound, "not_found", "no such route: \(request.method) \(request.uri.path)")
+        }
     }
 }
 

@@ -30,7 +30,6 @@ package actor ReservationBook {
         var loaded: [String: Reservation] = [:]
         if let data = FileManager.default.contents(atPath: journal.path) {
             let decoder = JSONDecoder()
-            decoder.dateDecodingStrategy = .iso8601
             for (index, line) in data.split(separator: UInt8(ascii: "\n")).enumerated() {
                 do {
                     let reservation = try decoder.decode(Reservation.self, from: Data(line))
@@ -222,9 +221,7 @@ package actor ReservationBook {
     }
 
     private func record(_ reservation: Reservation) throws {
-        let encoder = JSONEncoder()
-        encoder.dateEncodingStrategy = .iso8601
-        encoder.outputFormatting = [.sortedKeys]
+        let encoder = Self.journalEncoder()
         var line = try encoder.encode(reservation)
         line.append(UInt8(ascii: "\n"))
         if !FileManager.default.fileExists(atPath: journal.path) {
@@ -240,15 +237,20 @@ package actor ReservationBook {
 
     /// Rewrites the journal with one line per reservation (atomically).
     private func compact() throws {
-        let encoder = JSONEncoder()
-        encoder.dateEncodingStrategy = .iso8601
-        encoder.outputFormatting = [.sortedKeys]
+        let encoder = Self.journalEncoder()
         var data = Data()
         for reservation in all() {
             data.append(try encoder.encode(reservation))
             data.append(UInt8(ascii: "\n"))
         }
         try data.write(to: journal, options: .atomic)
+    }
+
+    /// The journal keeps dates as numbers, to the sub-second (the API shows ISO 8601).
+    private static func journalEncoder() -> JSONEncoder {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        return encoder
     }
 
     private func removeAll(_ devices: [ReservedDevice]) throws {

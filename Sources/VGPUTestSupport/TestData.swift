@@ -67,11 +67,7 @@ package struct ProcessOutcome: Sendable {
         posix_spawn_file_actions_adddup2(&actions, output[1], 1)
         posix_spawn_file_actions_adddup2(&actions, error[1], 2)
         // Nothing above standard error may reach the child (dup2 clears close-on-exec on 1 and 2).
-        for name in (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd")) ?? [] {
-            if let descriptor = Int32(name), descriptor > 2 {
-                _ = fcntl(descriptor, F_SETFD, fcntl(descriptor, F_GETFD) | FD_CLOEXEC)
-            }
-        }
+        markDescriptorsCloseOnExec()
 
         let merged = ProcessInfo.processInfo.environment.merging(environment) { $1 }
         let argv = ([executable.path] + arguments).map { strdup($0) } + [nil]

@@ -170,11 +170,4 @@ struct InspectCommandTests {
         #expect(outcome.status == 2)
         #expect(outcome.standardError.contains("gpu-boards.yaml:3:5: unknown key 'nme'"), "\(outcome.standardError)")
     }
-
-    @Test("vgpu-agent says plainly that it does not serve yet")
-    func agentStub() throws {
-        let outcome = try ProductRunner.run("vgpu-agent", [])
-        #expect(outcome.status == 1)
-        #expect(outcome.standardError.contains("does not serve requests yet"))
-    }
 }

@@ -1,0 +1,145 @@
+import Foundation
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+/// A process started for a test and stopped by it: output goes to files, nothing but standard
+/// input, output and error is inherited, and `stop()` (also run when the value goes away)
+/// ends it with SIGTERM, then SIGKILL.
+package final class RunningProcess: @unchecked Sendable {
+    package let pid: pid_t
+    package let outputFile: URL
+    package let errorFile: URL
+    private var exited = false
+    private let lock = NSLock()
+
+    package init(_ executable: URL, _ arguments: [String], directory: URL) throws {
+        outputFile = directory.appendingPathComponent("\(executable.lastPathComponent)-\(UUID().uuidString).out")
+        errorFile = outputFile.deletingPathExtension().appendingPathExtension("err")
+        FileManager.default.createFile(atPath: outputFile.path, contents: nil)
+        FileManager.default.createFile(atPath: errorFile.path, contents: nil)
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        posix_spawn_file_actions_addopen(&actions, 1, outputFile.path, O_WRONLY | O_APPEND, 0)
+        posix_spawn_file_actions_addopen(&actions, 2, errorFile.path, O_WRONLY | O_APPEND, 0)
+        markDescriptorsCloseOnExec()
+        let argv = ([executable.path] + arguments).map { strdup($0) } + [nil]
+        let envp = ProcessInfo.processInfo.environment.map { strdup("\($0.key)=\($0.value)") } + [nil]
+        defer {
+            argv.forEach { free($0) }
+            envp.forEach { free($0) }
+        }
+        var pid: pid_t = 0
+        let result = posix_spawn(&pid, executable.path, &actions, nil, argv, envp)
+        guard result == 0 else { throw POSIXError(POSIXErrorCode(rawValue: result) ?? .ENOENT) }
+        self.pid = pid
+    }
+
+    deinit { stop() }
+
+    package var standardOutput: String { (try? String(contentsOf: outputFile, encoding: .utf8)) ?? "" }
+    package var standardError: String { (try? String(contentsOf: errorFile, encoding: .utf8)) ?? "" }
+
+    /// Waits until standard output holds a line matching `predicate`, or the process ends, or
+    /// `seconds` pass; returns the line.
+    package func waitForLine(within seconds: Double = 30, where predicate: (Substring) -> Bool) -> Substring? {
+        let deadline = Date().addingTimeInterval(seconds)
+        while Date() < deadline {
+            if let line = standardOutput.split(separator: "\n").first(where: predicate) { return line }
+            if !isRunning { return nil }
+            usleep(20_000)
+        }
+        return nil
+    }
+
+    package var isRunning: Bool {
+        lock.lock()
+        defer { lock.unlock() }
+        if exited { return false }
+        var status: Int32 = 0
+        if waitpid(pid, &status, WNOHANG) == pid { exited = true }
+        return !exited
+    }
+
+    /// SIGTERM, up to 10 s to end, then SIGKILL.
+    package func stop() {
+        guard isRunning else { return }
+        Glibc.kill(pid, SIGTERM)
+        for _ in 0..<500 where isRunning { usleep(20_000) }
+        if isRunning { kill() }
+    }
+
+    /// SIGKILL, as a crash would end it.
+    package func kill() {
+        guard isRunning else { return }
+        Glibc.kill(pid, SIGKILL)
+        lock.lock()
+        var status: Int32 = 0
+        while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+        exited = true
+        lock.unlock()
+    }
+}
+
+/// Marks every descriptor above standard error close-on-exec, so a child inherits none of them.
+func markDescriptorsCloseOnExec() {
+    for name in (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd")) ?? [] {
+        if let descriptor = Int32(name), descriptor > 2 {
+            _ = fcntl(descriptor, F_SETFD, fcntl(descriptor, F_GETFD) | FD_CLOEXEC)
+        }
+    }
+}
+
+/// A private CA with a server certificate for 127.0.0.1/localhost and a client certificate,
+/// made with openssl for one test.
+package struct TestCertificates: Sendable {
+    package var caCertificate: String
+    package var serverCertificate: String
+    package var serverKey: String
+    package var clientCertificate: String
+    package var clientKey: String
+    /// A client certificate from another CA, which the agent must refuse.
+    package var strangerCertificate: String
+    package var strangerKey: String
+
+    package static func make(in directory: URL) throws -> TestCertificates {
+        let openssl = URL(fileURLWithPath: "/usr/bin/openssl")
+        func path(_ name: String) -> String { directory.appendingPathComponent(name).path }
+        func run(_ arguments: [String]) throws {
+            let outcome = try ProcessOutcome.run(openssl, arguments)
+            guard outcome.status == 0 else {
+                throw CocoaError(
+                    .executableLoad,
+                    userInfo: [NSLocalizedDescriptionKey: "openssl \(arguments.first ?? ""): \(outcome.standardError)"])
+            }
+        }
+        let key = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+        for ca in ["ca", "stranger-ca"] {
+            try run(
+                ["req", "-x509"] + key + [
+                    "-keyout", path("\(ca).key"), "-out", path("\(ca).pem"), "-days", "2", "-subj",
+                    "/CN=vgpu-migrate test \(ca)",
+                ])
+        }
+        try "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n".write(
+            toFile: path("server.ext"), atomically: true, encoding: .utf8)
+        try "extendedKeyUsage=clientAuth\n".write(toFile: path("client.ext"), atomically: true, encoding: .utf8)
+        for (name, ca, ext) in [
+            ("server", "ca", "server.ext"), ("client", "ca", "client.ext"), ("stranger", "stranger-ca", "client.ext"),
+        ] {
+            try run(
+                ["req"] + key + ["-keyout", path("\(name).key"), "-out", path("\(name).csr"), "-subj", "/CN=\(name)"])
+            try run([
+                "x509", "-req", "-in", path("\(name).csr"), "-CA", path("\(ca).pem"), "-CAkey", path("\(ca).key"),
+                "-CAcreateserial", "-out", path("\(name).pem"), "-days", "2", "-extfile", path(ext),
+            ])
+        }
+        return TestCertificates(
+            caCertificate: path("ca.pem"), serverCertificate: path("server.pem"), serverKey: path("server.key"),
+            clientCertificate: path("client.pem"), clientKey: path("client.key"),
+            strangerCertificate: path("stranger.pem"), strangerKey: path("stranger.key"))
+    }
+}
