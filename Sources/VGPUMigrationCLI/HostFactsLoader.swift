@@ -1,4 +1,5 @@
 import Foundation
+import VGPUAgentClient
 import VGPUCommandSupport
 import VGPUHost
 import VGPUMigrationCore
@@ -40,6 +41,8 @@ struct HostFactsLoader {
         }
     }
 
+    /// Reads an inventory host. GPUs come from a facts file, else the sysfs root, else the agent,
+    /// else libvirt node devices; a libvirt URI always adds libvirt's host facts.
     func load(_ host: InventoryHost) async throws(CommandFailure) -> LoadedHost {
         if let factsFile = host.factsFile { return try snapshot(factsFile, name: host.name) }
         // Inventory hosts are named in messages; the host `inspect` reads has no name.
@@ -57,42 +60,94 @@ struct HostFactsLoader {
         }
         var facts: HostInventory
         if let root = host.sysfsRoot {
-            let path = URL(fileURLWithPath: root, relativeTo: baseDirectory).path
-            var isDirectory: ObjCBool = false
-            guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory), isDirectory.boolValue else {
-                throw CommandFailure(
-                    "the sysfs root \(path) of \(label) is not a directory",
-                    exitCode: CommandFailure.usageOrConfiguration)
-            }
-            do {
-                facts = try SysfsHostProbe(sysfs: DirectorySysfs(root: path), catalog: catalog).inventory()
-            } catch {
-                throw CommandFailure(
-                    "cannot read \(label): \(error)",
-                    remedy: "the file holds something the kernel never writes; check the tree or the driver")
-            }
-            if let connection {
-                do {
-                    try await LibvirtHostInventory.addHostFacts(from: connection, to: &facts)
-                } catch {
-                    throw CommandFailure(
-                        "cannot read \(label) through libvirt: \(error)", exitCode: CommandFailure.unreachable)
-                }
-            }
+            facts = try sysfsFacts(root: root, label: label)
+        } else if host.agentURL != nil {
+            facts = try await agentFacts(host, label: label)
         } else if let connection {
             do {
-                facts = try await LibvirtHostInventory.read(connection: connection, catalog: catalog)
+                return LoadedHost(
+                    name: host.name,
+                    facts: try await LibvirtHostInventory.read(connection: connection, catalog: catalog),
+                    connection: connection)
             } catch {
                 throw CommandFailure(
                     "cannot read \(label) through libvirt: \(error)", exitCode: CommandFailure.unreachable)
             }
         } else {
             throw CommandFailure(
-                "host \(host.name) is only reachable through its agent (\(host.agentURL ?? "")), which this version cannot talk to yet",
-                remedy: "give the host a facts_file (inspect --json on the host), or sysfs_root and libvirt_uri",
-                exitCode: CommandFailure.usageOrConfiguration)
+                "\(label) has nothing to read its facts from", exitCode: CommandFailure.usageOrConfiguration)
+        }
+        if let connection {
+            do {
+                try await LibvirtHostInventory.addHostFacts(from: connection, to: &facts)
+            } catch {
+                throw CommandFailure(
+                    "cannot read \(label) through libvirt: \(error)", exitCode: CommandFailure.unreachable)
+            }
         }
         return LoadedHost(name: host.name, facts: facts, connection: connection)
+    }
+
+    private func sysfsFacts(root: String, label: String) throws(CommandFailure) -> HostInventory {
+        let path = URL(fileURLWithPath: root, relativeTo: baseDirectory).path
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory), isDirectory.boolValue else {
+            throw CommandFailure(
+                "the sysfs root \(path) of \(label) is not a directory", exitCode: CommandFailure.usageOrConfiguration)
+        }
+        do {
+            return try SysfsHostProbe(sysfs: DirectorySysfs(root: path), catalog: catalog).inventory()
+        } catch {
+            throw CommandFailure(
+                "cannot read \(label): \(error)",
+                remedy: "the file holds something the kernel never writes; check the tree or the driver")
+        }
+    }
+}
+
+extension HostFactsLoader {
+    /// The agent client for an inventory host, with its token read from the credentials file.
+    func agentClient(_ host: InventoryHost, label: String) throws(CommandFailure) -> AgentClient {
+        guard let url = host.agentURL else {
+            throw CommandFailure("\(label) has no agent_url", exitCode: CommandFailure.usageOrConfiguration)
+        }
+        var token: String?
+        if let credentials = host.credentials {
+            let path = URL(fileURLWithPath: credentials, relativeTo: baseDirectory).path
+            do {
+                token = try String(contentsOfFile: path, encoding: .utf8).trimmingCharacters(
+                    in: .whitespacesAndNewlines)
+            } catch {
+                throw CommandFailure(
+                    "cannot read the agent credentials of \(label) (\(path)): \(error.localizedDescription)",
+                    exitCode: CommandFailure.usageOrConfiguration)
+            }
+        }
+        let resolve = { (path: String?) in path.map { URL(fileURLWithPath: $0, relativeTo: baseDirectory).path } }
+        return AgentClient(
+            endpoint: AgentEndpoint(
+                baseURL: url, token: token, caFile: resolve(host.agentCA),
+                clientCertificate: resolve(host.agentClientCertificate), clientKey: resolve(host.agentClientKey)))
+    }
+
+    func agentFacts(_ host: InventoryHost, label: String) async throws(CommandFailure) -> HostInventory {
+        let client = try agentClient(host, label: label)
+        do {
+            return try await client.facts()
+        } catch {
+            switch error {
+            case .unreachable, .refused, .timeout, .tls, .server:
+                throw CommandFailure(
+                    "cannot reach \(label)'s agent at \(client.endpoint.baseURL): \(error)",
+                    remedy:
+                        "check that vgpu-agent runs there, and the inventory's agent_url, agent_ca and certificates",
+                    exitCode: CommandFailure.unreachable)
+            default:
+                throw CommandFailure(
+                    "\(label)'s agent at \(client.endpoint.baseURL) refused: \(error)",
+                    remedy: "check the token in the credentials file", exitCode: CommandFailure.usageOrConfiguration)
+            }
+        }
     }
 }
 

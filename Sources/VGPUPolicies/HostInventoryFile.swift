@@ -7,8 +7,13 @@ package struct InventoryHost: Sendable, Hashable {
     package var libvirtURI: String?
     /// URL of the host's vgpu-agent.
     package var agentURL: String?
-    /// Where the agent credentials are (a token file path); never the secret itself.
+    /// Where the agent credentials are (a file holding the bearer token); never the secret itself.
     package var credentials: String?
+    /// CA that signed the agent's certificate, and the client certificate and key for agents
+    /// that require mutual TLS (PEM files).
+    package var agentCA: String?
+    package var agentClientCertificate: String?
+    package var agentClientKey: String?
     /// sysfs root to read directly: only for the host the coordinator runs on, or a captured tree.
     package var sysfsRoot: String?
     /// A saved `inspect --json` snapshot to use as the host's facts.
@@ -18,8 +23,12 @@ package struct InventoryHost: Sendable, Hashable {
 
     package init(
         name: String, libvirtURI: String? = nil, agentURL: String? = nil, credentials: String? = nil,
+        agentCA: String? = nil, agentClientCertificate: String? = nil, agentClientKey: String? = nil,
         sysfsRoot: String? = nil, factsFile: String? = nil, bandwidthMiBPerSecond: [String: Double] = [:]
     ) {
+        self.agentCA = agentCA
+        self.agentClientCertificate = agentClientCertificate
+        self.agentClientKey = agentClientKey
         self.name = name
         self.libvirtURI = libvirtURI
         self.agentURL = agentURL
@@ -85,9 +94,12 @@ package enum HostInventoryFile {
             }
             let host = InventoryHost(
                 name: name, libvirtURI: try text("libvirt_uri"), agentURL: try text("agent_url"),
-                credentials: try text("credentials"), sysfsRoot: try text("sysfs_root"),
-                factsFile: try text("facts_file"),
-                bandwidthMiBPerSecond: bandwidth)
+                credentials: try text("credentials"), agentCA: try text("agent_ca"),
+                agentClientCertificate: try text("agent_client_cert"), agentClientKey: try text("agent_client_key"),
+                sysfsRoot: try text("sysfs_root"), factsFile: try text("facts_file"), bandwidthMiBPerSecond: bandwidth)
+            if (host.agentClientCertificate == nil) != (host.agentClientKey == nil) {
+                throw value.error("host '\(name)': agent_client_cert and agent_client_key go together")
+            }
             if host.libvirtURI == nil && host.agentURL == nil && host.sysfsRoot == nil && host.factsFile == nil {
                 throw value.error(
                     "host '\(name)' has no libvirt_uri, agent_url, sysfs_root or facts_file: nothing to read it from")

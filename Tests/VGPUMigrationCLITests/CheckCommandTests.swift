@@ -92,7 +92,7 @@ struct CheckCommandTests {
         #expect(byHost["t4-c"]?.reasons.first?.hasPrefix("driver.version") == true)
         #expect(byHost["t4-full"]?.reasons.first?.hasPrefix("vgpu.capacity") == true)
         #expect(byHost["l40s"]?.compatible == false)
-        #expect(byHost["remote"]?.unreachable?.contains("cannot talk to yet") == true)
+        #expect(byHost["down"]?.unreachable?.contains("cannot reach host down's agent at http://127.0.0.1:1") == true)
         // The link to t4-b is 2500 MiB/s (inventory): the framebuffer stun halves.
         let stun = try #require(byHost["t4-b"]?.report?.estimate?.downtimeMilliseconds)
         #expect(stun < 2000)
@@ -138,12 +138,6 @@ struct CheckCommandTests {
             (["vm-t4", "--to", "t4-b"], "give --from HOST or --source-facts FILE"),
             (
                 [
-                    "vm-t4", "--from", "t4-a", "--to", "remote", "--inventory", fixtureInventory, "--domain-xml",
-                    domainXML("vm-t4"),
-                ], "cannot talk to yet"
-            ),
-            (
-                [
                     "vm-t4", "--source-facts", "/etc/hostname", "--dest-facts", "/etc/hostname", "--domain-xml",
                     domainXML("vm-t4"),
                 ], "is not a host snapshot"
@@ -167,6 +161,54 @@ struct CheckCommandTests {
         #expect(
             outcome.standardError.contains("hosts.yaml:4:5: unknown key 'colour' in host 'a'"),
             "\(outcome.standardError)")
+    }
+
+    @Test("an agent that is not running exits 3, naming it")
+    func agentDown() throws {
+        let outcome = try check([
+            "vm-t4", "--from", "t4-a", "--to", "down", "--inventory", fixtureInventory, "--domain-xml",
+            domainXML("vm-t4"),
+        ])
+        #expect(outcome.status == 3)
+        #expect(outcome.standardError.contains("cannot reach host down's agent at http://127.0.0.1:1"))
+    }
+
+    @Test("a destination read through its running agent: T4 → T4 passes")
+    func throughAgent() throws {
+        let directory = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        try FileManager.default.copyItem(
+            at: URL(fileURLWithPath: fixture("t4-b")), to: directory.appendingPathComponent("tree"))
+        try "operator op-0123456789abcdef-token\n".write(
+            to: directory.appendingPathComponent("tokens"), atomically: true, encoding: .utf8)
+        try "op-0123456789abcdef-token\n".write(
+            to: directory.appendingPathComponent("token"), atomically: true, encoding: .utf8)
+        let agent = try RunningProcess(
+            try ProductRunner.executable("vgpu-agent"),
+            [
+                "--sysfs-root", directory.appendingPathComponent("tree").path, "--listen", "127.0.0.1:0", "--state-dir",
+                directory.appendingPathComponent("state").path, "--tokens",
+                directory.appendingPathComponent("tokens").path,
+                "--insecure-http", "--policies", TestData.policies.path,
+            ], directory: directory)
+        defer { agent.stop() }
+        let line = try #require(agent.waitForLine { $0.hasPrefix("vgpu-agent listening on ") })
+        let url = line.dropFirst("vgpu-agent listening on ".count)
+        try """
+        hosts:
+          t4-a:
+            sysfs_root: \(fixture("t4-a"))
+          t4-b:
+            agent_url: \(url)
+            credentials: token
+        """.write(to: directory.appendingPathComponent("hosts.yaml"), atomically: true, encoding: .utf8)
+        let outcome = try check([
+            "vm-t4", "--from", "t4-a", "--to", "t4-b", "--inventory",
+            directory.appendingPathComponent("hosts.yaml").path,
+            "--domain-xml", domainXML("vm-t4"),
+        ])
+        #expect(outcome.status == 0, "\(outcome.standardOutput)\(outcome.standardError)")
+        #expect(outcome.standardOutput.contains("PASS  vgpu.capacity       t4-b can create 4 more GRID T4-4Q"))
     }
 
     @Test("an unreachable libvirt host exits 3")
