@@ -63,6 +63,14 @@ package struct VGPUAgentCommand: AsyncParsableCommand {
         help: ArgumentHelp("Most vGPUs of a type per GPU, e.g. nvidia-558=24 (repeatable).", valueName: "type=count"))
     var maxInstances: [String] = []
 
+    @Flag(
+        name: .customLong("persist-mdevs"),
+        help: "On commit, define the mdevs with mdevctl so they survive a host reboot (off by default).")
+    var persistMdevs = false
+
+    @Option(name: .customLong("mdevctl"), help: ArgumentHelp("The mdevctl program.", valueName: "path"))
+    var mdevctl = "mdevctl"
+
     @Option(name: .customLong("max-body-bytes"), help: "Largest request body accepted.")
     var maxBodyBytes = 65_536
 
@@ -127,7 +135,9 @@ package struct VGPUAgentCommand: AsyncParsableCommand {
         let allocator = VGPUAllocator(sysfs: sysfs, catalog: catalog, maxInstances: try limits())
         let book: ReservationBook
         do {
-            book = try ReservationBook(allocator: allocator, stateDirectory: URL(fileURLWithPath: stateDirectory))
+            book = try ReservationBook(
+                allocator: allocator, stateDirectory: URL(fileURLWithPath: stateDirectory),
+                persistence: persistMdevs ? MdevctlPersistence(executable: mdevctl) : nil)
             let settled = try await book.reconcile()
             for reservation in settled {
                 CommandRunner.writeStandardError(

@@ -11,6 +11,7 @@ package actor ReservationBook {
     private let allocator: VGPUAllocator
     private let journal: URL
     private let now: @Sendable () -> Date
+    private let persistence: MdevctlPersistence?
     private var reservations: [String: Reservation] = [:]
     /// Counters for /metrics.
     package private(set) var createdTotal = 0
@@ -20,11 +21,13 @@ package actor ReservationBook {
     /// a reservation interrupted while creating is rolled back (failed); an active one whose
     /// device vanished is lost (its other devices removed); an active one past its lease is
     /// expired (devices removed); devices of ended reservations that are still there are removed.
-    package init(allocator: VGPUAllocator, stateDirectory: URL, now: @escaping @Sendable () -> Date = Date.init)
-        throws
-    {
+    package init(
+        allocator: VGPUAllocator, stateDirectory: URL, persistence: MdevctlPersistence? = nil,
+        now: @escaping @Sendable () -> Date = Date.init
+    ) throws {
         self.allocator = allocator
         self.now = now
+        self.persistence = persistence
         try FileManager.default.createDirectory(at: stateDirectory, withIntermediateDirectories: true)
         self.journal = stateDirectory.appendingPathComponent("reservations.jsonl")
         var loaded: [String: Reservation] = [:]
@@ -185,6 +188,12 @@ package actor ReservationBook {
             throw .conflict("reservation \(id) is \(reservation.state.rawValue) and cannot be committed")
         }
         reservation.state = .committed
+        if let persistence {
+            let failures = reservation.devices.compactMap { persistence.define($0) }
+            if !failures.isEmpty {
+                reservation.reason = failures.joined(separator: "; ") + "; the device will not survive a host reboot"
+            }
+        }
         reservation.updatedAt = now()
         try journaled(reservation)
         return reservation

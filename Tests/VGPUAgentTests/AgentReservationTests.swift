@@ -88,6 +88,37 @@ struct AgentReservationTests {
         await #expect(throws: AgentClientError.self) { try await client.release(reservation.id) }
     }
 
+    @Test("--persist-mdevs: commit defines each mdev with mdevctl; without the flag mdevctl is not called")
+    func persistence() async throws {
+        let scratch = FileManager.default.temporaryDirectory.appendingPathComponent("vgpu-mdevctl-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: scratch, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: scratch) }
+        // A stand-in for mdevctl that records how it was called.
+        let calls = scratch.appendingPathComponent("calls")
+        let program = scratch.appendingPathComponent("mdevctl")
+        try "#!/bin/sh\necho \"$@\" >> '\(calls.path)'\n".write(to: program, atomically: true, encoding: .utf8)
+        try FileManager.default.setAttributes([.posixPermissions: 0o755], ofItemAtPath: program.path)
+
+        let agent = try AgentUnderTest(fixture: "t4-b", arguments: ["--persist-mdevs", "--mdevctl", program.path])
+        let reservation = try await agent.client().reserve(request("nvidia-232"))
+        #expect(!FileManager.default.fileExists(atPath: calls.path))
+        let committed = try await agent.client().commit(reservation.id)
+        #expect(committed.reason == nil)
+        let recorded = try String(contentsOf: calls, encoding: .utf8)
+        #expect(recorded == "define --uuid \(reservation.devices[0].id) --parent 0000:3b:00.0 --type nvidia-232\n")
+
+        let failing = scratch.appendingPathComponent("mdevctl-failing")
+        try "#!/bin/sh\necho 'Parent 0000:3b:00.0 not found' >&2\nexit 1\n".write(
+            to: failing, atomically: true, encoding: .utf8)
+        try FileManager.default.setAttributes([.posixPermissions: 0o755], ofItemAtPath: failing.path)
+        let other = try AgentUnderTest(fixture: "t4-b", arguments: ["--persist-mdevs", "--mdevctl", failing.path])
+        let second = try await other.client().reserve(request("nvidia-232"))
+        let kept = try await other.client().commit(second.id)
+        #expect(kept.state == .committed)
+        #expect(kept.reason?.contains("Parent 0000:3b:00.0 not found") == true)
+        #expect(kept.reason?.contains("will not survive a host reboot") == true)
+    }
+
     @Test("an expired lease frees the device by itself")
     func leaseExpiry() async throws {
         let agent = try AgentUnderTest(fixture: "t4-b")

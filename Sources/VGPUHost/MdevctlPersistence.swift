@@ -1,0 +1,39 @@
+import Foundation
+import VGPUMigrationCore
+
+/// Makes committed mdevs survive a host reboot with `mdevctl define --uuid U --parent P --type T`.
+/// Off unless the agent is started with `--persist-mdevs`.
+package struct MdevctlPersistence: Sendable {
+    /// The mdevctl program (a path, or a name looked up in PATH).
+    package var executable: String
+
+    package init(executable: String) {
+        self.executable = executable
+    }
+
+    /// Defines `device` persistently; returns why it failed, or nil. Vendor-VF vGPUs are not
+    /// mdevs and are left alone.
+    package func define(_ device: ReservedDevice) -> String? {
+        guard device.interface == .mdev else { return nil }
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        process.arguments = [
+            executable, "define", "--uuid", device.id, "--parent", device.function.description, "--type", device.typeID,
+        ]
+        let errors = Pipe()
+        process.standardError = errors
+        process.standardOutput = FileHandle.nullDevice
+        do {
+            try process.run()
+        } catch {
+            return "mdevctl could not be started: \(error.localizedDescription)"
+        }
+        let message = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        guard process.terminationStatus == 0 else {
+            return "mdevctl define of \(device.id) failed (exit \(process.terminationStatus)): "
+                + message.trimmingCharacters(in: .whitespacesAndNewlines)
+        }
+        return nil
+    }
+}
