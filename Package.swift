@@ -13,6 +13,8 @@ let package = Package(
         .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
         .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
         .package(url: "https://github.com/apple/swift-nio-ssl", from: "2.37.6"),
+        .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
+        .package(url: "https://github.com/vapor/postgres-nio", from: "1.33.2"),
     ],
     targets: [
         // Pure core: host and guest models, parsers, rules. No C, no I/O.
@@ -56,6 +58,16 @@ let package = Package(
         ),
         .target(name: "VGPUAgentClient", dependencies: ["CCurl", "VGPUMigrationCore"]),
 
+        // Migration history: SQLite (GRDB) and PostgreSQL (postgres-nio) behind HistoryStore.
+        .target(
+            name: "VGPUMigrationStorage",
+            dependencies: [
+                "VGPUMigrationCore",
+                .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+            ]
+        ),
+
         // What both command-line tools share: exit codes, the runner, the policy directory.
         .target(
             name: "VGPUCommandSupport",
@@ -70,7 +82,8 @@ let package = Package(
             name: "VGPUMigrationCLI",
             dependencies: [
                 "VGPUMigrationCore", "VGPUHost", "VGPUPolicies", "VGPUMigrationLibvirt", "VGPUCommandSupport",
-                "VGPUAgentClient", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                "VGPUAgentClient", "VGPUMigrationStorage",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
         .executableTarget(name: "vgpu-migrate", dependencies: ["VGPUMigrationCLI"]),
@@ -90,6 +103,9 @@ let package = Package(
             dependencies: ["VGPUMigrationLibvirt", "VGPUPolicies", "VGPUTestSupport"]
         ),
         .testTarget(name: "VGPUMigrationCLITests", dependencies: ["VGPUMigrationCLI", "VGPUTestSupport"]),
+        .testTarget(
+            name: "VGPUMigrationStorageTests", dependencies: ["VGPUMigrationStorage", "VGPUTestSupport"]
+        ),
         .testTarget(
             name: "VGPUAgentTests",
             dependencies: ["VGPUAgent", "VGPUAgentClient", "VGPUHost", "VGPUPolicies", "VGPUTestSupport"]

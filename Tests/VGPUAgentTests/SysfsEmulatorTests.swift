@@ -154,3 +154,49 @@ struct ReservationReconcileTests {
         }
     }
 }
+
+/// A clock the test moves by hand.
+final class TestClock: @unchecked Sendable {
+    private let lock = NSLock()
+    private var current = Date(timeIntervalSince1970: 1_800_000_000)
+
+    func now() -> Date {
+        lock.lock()
+        defer { lock.unlock() }
+        return current
+    }
+
+    func advance(seconds: Double) {
+        lock.lock()
+        current = current.addingTimeInterval(seconds)
+        lock.unlock()
+    }
+}
+
+@Suite("reservation leases")
+struct ReservationLeaseTests {
+    @Test("an active reservation expires when its lease ends; a committed one never does")
+    func leases() async throws {
+        try await withTree("t4-b") { tree in
+            let clock = TestClock()
+            let sysfs = try SysfsEmulator(root: tree.path, catalog: try catalog())
+            let book = try ReservationBook(
+                allocator: VGPUAllocator(sysfs: sysfs, catalog: try catalog()),
+                stateDirectory: tree.deletingLastPathComponent().appendingPathComponent("state"), now: { clock.now() })
+            let (lapsing, _) = try await book.reserve(
+                ReservationRequest(typeID: "nvidia-232", count: 1, owner: "a", leaseSeconds: 60, idempotencyKey: "a"))
+            let (kept, _) = try await book.reserve(
+                ReservationRequest(typeID: "nvidia-232", count: 1, owner: "b", leaseSeconds: 60, idempotencyKey: "b"))
+            _ = try await book.commit(kept.id)
+            clock.advance(seconds: 59)
+            #expect(await book.expireDue().isEmpty)
+            clock.advance(seconds: 1)
+            #expect(await book.expireDue().map(\.id) == [lapsing.id])
+            #expect(try sysfs.readLink("sys/bus/mdev/devices/\(lapsing.devices[0].id)") == nil)
+            clock.advance(seconds: 86_400)
+            #expect(await book.expireDue().isEmpty)
+            #expect(try await book.reservation(kept.id).state == .committed)
+            #expect(try sysfs.readLink("sys/bus/mdev/devices/\(kept.devices[0].id)") != nil)
+        }
+    }
+}

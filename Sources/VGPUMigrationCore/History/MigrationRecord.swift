@@ -1,0 +1,192 @@
+import struct Foundation.Date
+
+/// One state change of a migration.
+package struct TransitionEvent: Sendable, Hashable, Codable {
+    package var time: Date
+    package var from: MigrationState
+    package var to: MigrationState
+    package var reason: String
+    package var details: [String: String]
+
+    package init(time: Date, from: MigrationState, to: MigrationState, reason: String, details: [String: String] = [:])
+    {
+        self.time = time
+        self.from = from
+        self.to = to
+        self.reason = reason
+        self.details = details
+    }
+}
+
+/// A downtime limit the coordinator set during the migration.
+package struct DowntimeStep: Sendable, Hashable, Codable {
+    package var time: Date
+    package var milliseconds: Int
+    package var reason: String
+
+    package init(time: Date, milliseconds: Int, reason: String) {
+        self.time = time
+        self.milliseconds = milliseconds
+        self.reason = reason
+    }
+}
+
+/// One reading of the migration job's statistics.
+package struct JobSample: Sendable, Hashable, Codable {
+    package var time: Date
+    package var elapsedMilliseconds: UInt64
+    package var dataTotalBytes: UInt64?
+    package var dataProcessedBytes: UInt64?
+    package var dataRemainingBytes: UInt64?
+    package var memoryBytesPerSecond: UInt64?
+    package var dirtyPagesPerSecond: UInt64?
+    package var iteration: UInt64?
+    /// Expected downtime while running; the real downtime once completed.
+    package var downtimeMilliseconds: UInt64?
+
+    package init(
+        time: Date, elapsedMilliseconds: UInt64, dataTotalBytes: UInt64? = nil, dataProcessedBytes: UInt64? = nil,
+        dataRemainingBytes: UInt64? = nil, memoryBytesPerSecond: UInt64? = nil, dirtyPagesPerSecond: UInt64? = nil,
+        iteration: UInt64? = nil, downtimeMilliseconds: UInt64? = nil
+    ) {
+        self.time = time
+        self.elapsedMilliseconds = elapsedMilliseconds
+        self.dataTotalBytes = dataTotalBytes
+        self.dataProcessedBytes = dataProcessedBytes
+        self.dataRemainingBytes = dataRemainingBytes
+        self.memoryBytesPerSecond = memoryBytesPerSecond
+        self.dirtyPagesPerSecond = dirtyPagesPerSecond
+        self.iteration = iteration
+        self.downtimeMilliseconds = downtimeMilliseconds
+    }
+}
+
+/// What the coordinator is about to do that changes something outside it, recorded first so a
+/// restarted coordinator knows what may have happened.
+package struct Intent: Sendable, Hashable, Codable {
+    package enum Action: String, Sendable, Hashable, Codable {
+        case reserve, startMigration = "start-migration", release, commit, abort
+    }
+    package var time: Date
+    package var action: Action
+    package var details: [String: String]
+
+    package init(time: Date, action: Action, details: [String: String] = [:]) {
+        self.time = time
+        self.action = action
+        self.details = details
+    }
+}
+
+/// The destination reservation a migration holds.
+package struct ReservationReference: Sendable, Hashable, Codable {
+    /// The host whose agent holds it.
+    package var host: String
+    package var id: String
+    package var devices: [ReservedDevice]
+    package var state: ReservationState
+
+    package init(host: String, id: String, devices: [ReservedDevice], state: ReservationState) {
+        self.host = host
+        self.id = id
+        self.devices = devices
+        self.state = state
+    }
+}
+
+/// Every migration, from request to outcome: the record `history` lists and `show` prints.
+package struct MigrationRecord: Sendable, Hashable, Codable {
+    package var id: String
+    package var vm: String
+    package var source: String
+    package var destination: String
+    package var policy: String
+    package private(set) var state: MigrationState
+    package var createdAt: Date
+    package var updatedAt: Date
+    package private(set) var events: [TransitionEvent]
+    package var downtimeSteps: [DowntimeStep]
+    /// The most recent job samples, at most ``sampleLimit``; older ones are summarised.
+    package private(set) var samples: [JobSample]
+    /// How many samples were taken in all (also those no longer kept).
+    package private(set) var sampleCount: Int
+    package var findings: [CompatibilityFinding]
+    package var reservation: ReservationReference?
+    package var intents: [Intent]
+    /// The job's statistics when it ended.
+    package var finalStats: JobSample?
+
+    /// How many samples a record keeps.
+    package static let sampleLimit = 600
+
+    package init(id: String, vm: String, source: String, destination: String, policy: String, at time: Date) {
+        self.id = id
+        self.vm = vm
+        self.source = source
+        self.destination = destination
+        self.policy = policy
+        self.state = .requested
+        self.createdAt = time
+        self.updatedAt = time
+        self.events = []
+        self.downtimeSteps = []
+        self.samples = []
+        self.sampleCount = 0
+        self.findings = []
+        self.intents = []
+    }
+
+    /// Moves to `next`, recording why; refuses what the table does not allow.
+    package mutating func transition(
+        to next: MigrationState, reason: String, details: [String: String] = [:], at time: Date
+    ) throws(IllegalTransition) {
+        guard state.canMove(to: next) else { throw IllegalTransition(from: state, to: next) }
+        events.append(TransitionEvent(time: time, from: state, to: next, reason: reason, details: details))
+        state = next
+        updatedAt = time
+    }
+
+    /// Keeps `sample`, dropping the oldest beyond ``sampleLimit``.
+    package mutating func record(sample: JobSample) {
+        samples.append(sample)
+        sampleCount += 1
+        if samples.count > Self.sampleLimit { samples.removeFirst(samples.count - Self.sampleLimit) }
+        updatedAt = max(updatedAt, sample.time)
+    }
+
+    /// The downtime the guest saw (final statistics), in milliseconds.
+    package var downtimeMilliseconds: UInt64? { finalStats?.downtimeMilliseconds }
+
+    /// Seconds from request to the terminal state (or to the last update while running).
+    package var durationSeconds: Double { updatedAt.timeIntervalSince(createdAt) }
+
+    enum CodingKeys: String, CodingKey {
+        case id, vm, source, destination, policy, state
+        case createdAt = "created_at"
+        case updatedAt = "updated_at"
+        case events
+        case downtimeSteps = "downtime_steps"
+        case samples
+        case sampleCount = "sample_count"
+        case findings, reservation, intents
+        case finalStats = "final_stats"
+    }
+}
+
+extension TransitionEvent {
+    enum CodingKeys: String, CodingKey { case time, from, to, reason, details }
+}
+
+extension JobSample {
+    enum CodingKeys: String, CodingKey {
+        case time
+        case elapsedMilliseconds = "elapsed_ms"
+        case dataTotalBytes = "data_total_bytes"
+        case dataProcessedBytes = "data_processed_bytes"
+        case dataRemainingBytes = "data_remaining_bytes"
+        case memoryBytesPerSecond = "memory_bytes_per_s"
+        case dirtyPagesPerSecond = "dirty_pages_per_s"
+        case iteration
+        case downtimeMilliseconds = "downtime_ms"
+    }
+}

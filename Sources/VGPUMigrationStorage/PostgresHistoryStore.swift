@@ -1,0 +1,212 @@
+import Foundation
+import Logging
+import PostgresNIO
+import VGPUMigrationCore
+
+/// The history in PostgreSQL, for several coordinators sharing one history.
+///
+/// Same schema and guarantees as ``SQLiteHistoryStore``: the partial unique index on unfinished
+/// migrations lets one coordinator migrate a VM at a time, whichever coordinator asks.
+package final class PostgresHistoryStore: HistoryStore {
+    private let client: PostgresClient
+    private let runner: Task<Void, Never>
+    /// The URL without its password, for messages.
+    package let location: String
+
+    /// Connects to `url` (`postgres://user:password@host:port/database`) and applies the schema.
+    package static func open(url: String) async throws(HistoryStoreError) -> PostgresHistoryStore {
+        let store = try PostgresHistoryStore(url: url)
+        do {
+            try await store.migrate()
+        } catch {
+            throw .unavailable("\(store.location): \(error)")
+        }
+        return store
+    }
+
+    private init(url text: String) throws(HistoryStoreError) {
+        guard let url = URLComponents(string: text), url.scheme == "postgres" || url.scheme == "postgresql",
+            let host = url.host, !host.isEmpty
+        else {
+            throw .unavailable("'\(text)' is not a postgres://user:password@host:port/database URL")
+        }
+        let database = String(url.path.drop { $0 == "/" })
+        let username = url.user ?? "postgres"
+        var configuration = PostgresClient.Configuration(
+            host: host, port: url.port ?? 5432, username: username, password: url.password,
+            database: database.isEmpty ? nil : database,
+            tls: url.queryItems?.first(where: { $0.name == "sslmode" })?.value == "require"
+                ? .require(.makeClientConfiguration()) : .disable)
+        configuration.options.connectTimeout = .seconds(10)
+        client = PostgresClient(configuration: configuration, backgroundLogger: Logger(label: "vgpu-migrate.postgres"))
+        let client = self.client
+        runner = Task { await client.run() }
+        location = "postgres://\(username)@\(host):\(url.port ?? 5432)/\(database)"
+    }
+
+    deinit {
+        runner.cancel()
+    }
+
+    private func migrate() async throws {
+        try await client.query(
+            """
+            CREATE TABLE IF NOT EXISTS schema_versions (version INTEGER PRIMARY KEY, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())
+            """)
+        // One transaction-less step per version; each is idempotent (IF NOT EXISTS).
+        try await client.query(
+            """
+            CREATE TABLE IF NOT EXISTS migrations (
+                id TEXT PRIMARY KEY,
+                vm TEXT NOT NULL,
+                source TEXT NOT NULL,
+                destination TEXT NOT NULL,
+                status TEXT NOT NULL,
+                policy TEXT NOT NULL,
+                downtime_ms BIGINT,
+                duration_s DOUBLE PRECISION NOT NULL,
+                created_at DOUBLE PRECISION NOT NULL,
+                updated_at DOUBLE PRECISION NOT NULL,
+                record TEXT NOT NULL
+            )
+            """)
+        for statement in [
+            "CREATE INDEX IF NOT EXISTS migrations_by_time ON migrations(created_at DESC)",
+            "CREATE INDEX IF NOT EXISTS migrations_by_vm ON migrations(vm, created_at DESC)",
+            "CREATE INDEX IF NOT EXISTS migrations_by_source ON migrations(source, created_at DESC)",
+            "CREATE INDEX IF NOT EXISTS migrations_by_destination ON migrations(destination, created_at DESC)",
+            "CREATE INDEX IF NOT EXISTS migrations_by_status ON migrations(status, created_at DESC)",
+            """
+            CREATE UNIQUE INDEX IF NOT EXISTS one_unfinished_migration_per_vm ON migrations(vm)
+                WHERE status NOT IN ('completed', 'failed', 'cancelled')
+            """,
+            "INSERT INTO schema_versions (version) VALUES (1) ON CONFLICT DO NOTHING",
+        ] {
+            try await client.query(PostgresQuery(unsafeSQL: statement))
+        }
+    }
+
+    package func begin(_ record: MigrationRecord) async throws(HistoryStoreError) {
+        let text = try encodeRecord(record)
+        do {
+            try await client.query(
+                """
+                INSERT INTO migrations (id, vm, source, destination, status, policy, downtime_ms, duration_s,
+                    created_at, updated_at, record)
+                VALUES (\(record.id), \(record.vm), \(record.source), \(record.destination), \(record.state.rawValue),
+                    \(record.policy), \(record.downtimeMilliseconds.map { Int64(clamping: $0) }), \(record.durationSeconds),
+                    \(record.createdAt.timeIntervalSince1970), \(record.updatedAt.timeIntervalSince1970), \(text))
+                """)
+        } catch let error as PSQLError where error.serverInfo?[.sqlState] == "23505" {
+            if let busy = try await unfinished().first(where: { $0.vm == record.vm }) {
+                throw .vmBusy(vm: record.vm, migration: busy.id, state: busy.state)
+            }
+            throw .duplicateID(record.id)
+        } catch {
+            throw .unavailable("\(location): \(String(reflecting: error))")
+        }
+    }
+
+    package func save(_ record: MigrationRecord) async throws(HistoryStoreError) {
+        let text = try encodeRecord(record)
+        var found = false
+        do {
+            let rows = try await client.query(
+                """
+                UPDATE migrations SET vm = \(record.vm), source = \(record.source), destination = \(record.destination),
+                    status = \(record.state.rawValue), policy = \(record.policy),
+                    downtime_ms = \(record.downtimeMilliseconds.map { Int64(clamping: $0) }),
+                    duration_s = \(record.durationSeconds), created_at = \(record.createdAt.timeIntervalSince1970),
+                    updated_at = \(record.updatedAt.timeIntervalSince1970), record = \(text)
+                WHERE id = \(record.id) RETURNING id
+                """)
+            for try await _ in rows { found = true }
+        } catch let error as PSQLError where error.serverInfo?[.sqlState] == "23505" {
+            let busy = try await unfinished().first { $0.vm == record.vm }
+            throw .vmBusy(vm: record.vm, migration: busy?.id ?? "?", state: busy?.state ?? .unknown)
+        } catch {
+            throw .unavailable("\(location): \(String(reflecting: error))")
+        }
+        if !found { throw .notFound(record.id) }
+    }
+
+    package func record(id: String) async throws(HistoryStoreError) -> MigrationRecord? {
+        var texts: [String] = []
+        do {
+            var rows = try await client.query("SELECT record FROM migrations WHERE id = \(id)")
+            for try await (text) in rows.decode(String.self) { texts.append(text) }
+            if texts.isEmpty {
+                rows = try await client.query(
+                    "SELECT record FROM migrations WHERE id LIKE \(likePrefix(id)) ESCAPE '\\' LIMIT 2")
+                for try await (text) in rows.decode(String.self) { texts.append(text) }
+            }
+        } catch {
+            throw .unavailable("\(location): \(String(reflecting: error))")
+        }
+        let records = try texts.map { (text) throws(HistoryStoreError) in try decodeRecord(text) }
+        if records.count > 1 { throw .ambiguous(id, records.map(\.id)) }
+        return records.first
+    }
+
+    package func list(_ filter: HistoryFilter) async throws(HistoryStoreError) -> [MigrationSummary] {
+        var conditions: [String] = []
+        var binds = PostgresBindings()
+        func placeholder() -> String { "$\(binds.count)" }
+        if let vm = filter.vm {
+            binds.append(vm)
+            conditions.append("vm = \(placeholder())")
+        }
+        if let host = filter.host {
+            binds.append(host)
+            conditions.append("(source = \(placeholder()) OR destination = \(placeholder()))")
+        }
+        if let state = filter.state {
+            binds.append(state.rawValue)
+            conditions.append("status = \(placeholder())")
+        }
+        if let since = filter.since {
+            binds.append(since.timeIntervalSince1970)
+            conditions.append("created_at >= \(placeholder())")
+        }
+        binds.append(filter.limit)
+        let whereClause = conditions.isEmpty ? "" : "WHERE " + conditions.joined(separator: " AND ")
+        let query = PostgresQuery(
+            unsafeSQL: """
+                SELECT id, vm, source, destination, status, policy, downtime_ms, duration_s, created_at, updated_at
+                FROM migrations \(whereClause) ORDER BY created_at DESC, id DESC LIMIT \(placeholder())
+                """, binds: binds)
+        var summaries: [MigrationSummary] = []
+        do {
+            let rows = try await client.query(query)
+            for try await (id, vm, source, destination, status, policy, downtime, duration, created, updated)
+                in rows.decode(
+                    (String, String, String, String, String, String, Int64?, Double, Double, Double).self)
+            {
+                summaries.append(
+                    MigrationSummary(
+                        id: id, vm: vm, source: source, destination: destination,
+                        state: MigrationState(rawValue: status) ?? .unknown, policy: policy,
+                        downtimeMilliseconds: downtime.map { UInt64(max(0, $0)) }, durationSeconds: duration,
+                        createdAt: Date(timeIntervalSince1970: created), updatedAt: Date(timeIntervalSince1970: updated)
+                    ))
+            }
+        } catch {
+            throw .unavailable("\(location): \(String(reflecting: error))")
+        }
+        return summaries
+    }
+
+    package func unfinished() async throws(HistoryStoreError) -> [MigrationRecord] {
+        var texts: [String] = []
+        do {
+            let rows = try await client.query(
+                """
+                SELECT record FROM migrations WHERE status NOT IN ('completed', 'failed', 'cancelled') ORDER BY created_at
+                """)
+            for try await (text) in rows.decode(String.self) { texts.append(text) }
+        } catch {
+            throw .unavailable("\(location): \(String(reflecting: error))")
+        }
+        return try texts.map { (text) throws(HistoryStoreError) in try decodeRecord(text) }
+    }
+}

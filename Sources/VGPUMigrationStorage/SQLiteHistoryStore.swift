@@ -1,0 +1,227 @@
+import Foundation
+import GRDB
+import VGPUMigrationCore
+
+/// The history in a SQLite file (the default), shared safely by several processes on one host.
+///
+/// WAL journal, schema migrations, indexes for every `history` filter, and a partial unique
+/// index that allows one unfinished migration per VM: the database itself refuses a second
+/// coordinator's migration of a VM that is already moving.
+package final class SQLiteHistoryStore: HistoryStore {
+    private let pool: DatabasePool
+    package let path: String
+
+    /// Opens (or creates) the database at `path`, applying the schema migrations.
+    package init(path: String) throws(HistoryStoreError) {
+        self.path = path
+        do {
+            try FileManager.default.createDirectory(
+                at: URL(fileURLWithPath: path).deletingLastPathComponent(), withIntermediateDirectories: true)
+            var configuration = Configuration()
+            configuration.busyMode = .timeout(10)
+            configuration.label = "vgpu-migrate.history"
+            pool = try DatabasePool(path: path, configuration: configuration)
+            try Self.migrator.migrate(pool)
+        } catch {
+            throw .unavailable("\(path): \(error)")
+        }
+    }
+
+    static var migrator: DatabaseMigrator {
+        var migrator = DatabaseMigrator()
+        migrator.registerMigration("1-migrations") { db in
+            try db.execute(
+                sql: """
+                    CREATE TABLE migrations (
+                        id TEXT PRIMARY KEY NOT NULL,
+                        vm TEXT NOT NULL,
+                        source TEXT NOT NULL,
+                        destination TEXT NOT NULL,
+                        status TEXT NOT NULL,
+                        policy TEXT NOT NULL,
+                        downtime_ms INTEGER,
+                        duration_s REAL NOT NULL,
+                        created_at REAL NOT NULL,
+                        updated_at REAL NOT NULL,
+                        record TEXT NOT NULL
+                    );
+                    CREATE INDEX migrations_by_time ON migrations(created_at DESC);
+                    CREATE INDEX migrations_by_vm ON migrations(vm, created_at DESC);
+                    CREATE INDEX migrations_by_source ON migrations(source, created_at DESC);
+                    CREATE INDEX migrations_by_destination ON migrations(destination, created_at DESC);
+                    CREATE INDEX migrations_by_status ON migrations(status, created_at DESC);
+                    CREATE UNIQUE INDEX one_unfinished_migration_per_vm ON migrations(vm)
+                        WHERE status NOT IN ('completed', 'failed', 'cancelled');
+                    """)
+        }
+        return migrator
+    }
+
+    package func begin(_ record: MigrationRecord) async throws(HistoryStoreError) {
+        let arguments = try RecordRow(record).arguments
+        do {
+            try await pool.write { db in
+                try db.execute(
+                    sql: """
+                        INSERT INTO migrations (id, vm, source, destination, status, policy, downtime_ms, duration_s,
+                            created_at, updated_at, record) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                        """, arguments: arguments)
+            }
+        } catch let error as DatabaseError where error.resultCode == .SQLITE_CONSTRAINT {
+            if let busy = try await unfinished(vm: record.vm) {
+                throw .vmBusy(vm: record.vm, migration: busy.id, state: busy.state)
+            }
+            throw .duplicateID(record.id)
+        } catch {
+            throw .unavailable("\(path): \(error)")
+        }
+    }
+
+    package func save(_ record: MigrationRecord) async throws(HistoryStoreError) {
+        let row = try RecordRow(record)
+        // The id goes last, for the WHERE clause.
+        let arguments = StatementArguments(Array(row.values.dropFirst()) + [row.values[0]])
+        let changed: Int
+        do {
+            changed = try await pool.write { db in
+                try db.execute(
+                    sql: """
+                        UPDATE migrations SET vm = ?, source = ?, destination = ?, status = ?, policy = ?,
+                            downtime_ms = ?, duration_s = ?, created_at = ?, updated_at = ?, record = ?
+                        WHERE id = ?
+                        """, arguments: arguments)
+                return db.changesCount
+            }
+        } catch let error as DatabaseError where error.resultCode == .SQLITE_CONSTRAINT {
+            let busy = try await unfinished(vm: record.vm)
+            throw .vmBusy(vm: record.vm, migration: busy?.id ?? "?", state: busy?.state ?? .unknown)
+        } catch {
+            throw .unavailable("\(path): \(error)")
+        }
+        if changed == 0 { throw .notFound(record.id) }
+    }
+
+    package func record(id: String) async throws(HistoryStoreError) -> MigrationRecord? {
+        let rows: [String]
+        do {
+            rows = try await pool.read { db in
+                if let exact = try String.fetchOne(
+                    db, sql: "SELECT record FROM migrations WHERE id = ?", arguments: [id])
+                {
+                    return [exact]
+                }
+                return try String.fetchAll(
+                    db, sql: "SELECT record FROM migrations WHERE id LIKE ? ESCAPE '\\' LIMIT 2",
+                    arguments: [likePrefix(id)])
+            }
+        } catch {
+            throw .unavailable("\(path): \(error)")
+        }
+        let records = try rows.map { (text) throws(HistoryStoreError) in try decodeRecord(text) }
+        if records.count > 1 { throw .ambiguous(id, records.map(\.id)) }
+        return records.first
+    }
+
+    package func list(_ filter: HistoryFilter) async throws(HistoryStoreError) -> [MigrationSummary] {
+        var conditions: [String] = []
+        var arguments: [(any DatabaseValueConvertible)?] = []
+        if let vm = filter.vm {
+            conditions.append("vm = ?")
+            arguments.append(vm)
+        }
+        if let host = filter.host {
+            conditions.append("(source = ? OR destination = ?)")
+            arguments += [host, host]
+        }
+        if let state = filter.state {
+            conditions.append("status = ?")
+            arguments.append(state.rawValue)
+        }
+        if let since = filter.since {
+            conditions.append("created_at >= ?")
+            arguments.append(since.timeIntervalSince1970)
+        }
+        let whereClause = conditions.isEmpty ? "" : "WHERE " + conditions.joined(separator: " AND ")
+        arguments.append(filter.limit)
+        let sql = """
+            SELECT id, vm, source, destination, status, policy, downtime_ms, duration_s, created_at, updated_at
+            FROM migrations \(whereClause) ORDER BY created_at DESC, id DESC LIMIT ?
+            """
+        let statementArguments = StatementArguments(arguments)
+        do {
+            return try await pool.read { db in
+                try Row.fetchAll(db, sql: sql, arguments: statementArguments).map { row in
+                    MigrationSummary(
+                        id: row["id"], vm: row["vm"], source: row["source"], destination: row["destination"],
+                        state: MigrationState(rawValue: row["status"]) ?? .unknown, policy: row["policy"],
+                        downtimeMilliseconds: (row["downtime_ms"] as Int64?).map { UInt64(max(0, $0)) },
+                        durationSeconds: row["duration_s"],
+                        createdAt: Date(timeIntervalSince1970: row["created_at"]),
+                        updatedAt: Date(timeIntervalSince1970: row["updated_at"]))
+                }
+            }
+        } catch {
+            throw .unavailable("\(path): \(error)")
+        }
+    }
+
+    package func unfinished() async throws(HistoryStoreError) -> [MigrationRecord] {
+        let rows: [String]
+        do {
+            rows = try await pool.read { db in
+                try String.fetchAll(
+                    db,
+                    sql: """
+                        SELECT record FROM migrations WHERE status NOT IN ('completed', 'failed', 'cancelled')
+                        ORDER BY created_at
+                        """)
+            }
+        } catch {
+            throw .unavailable("\(path): \(error)")
+        }
+        return try rows.map { (text) throws(HistoryStoreError) in try decodeRecord(text) }
+    }
+
+    private func unfinished(vm: String) async throws(HistoryStoreError) -> MigrationRecord? {
+        try await unfinished().first { $0.vm == vm }
+    }
+}
+
+/// The columns of one record, shared by both stores.
+struct RecordRow {
+    var values: [(any DatabaseValueConvertible)?]
+
+    init(_ record: MigrationRecord) throws(HistoryStoreError) {
+        values = [
+            record.id, record.vm, record.source, record.destination, record.state.rawValue, record.policy,
+            record.downtimeMilliseconds.map { Int64(clamping: $0) }, record.durationSeconds,
+            record.createdAt.timeIntervalSince1970, record.updatedAt.timeIntervalSince1970, try encodeRecord(record),
+        ]
+    }
+
+    var arguments: StatementArguments { StatementArguments(values) }
+}
+
+func encodeRecord(_ record: MigrationRecord) throws(HistoryStoreError) -> String {
+    let encoder = JSONEncoder()
+    encoder.outputFormatting = [.sortedKeys]
+    do {
+        return String(decoding: try encoder.encode(record), as: UTF8.self)
+    } catch {
+        throw .corrupt("cannot encode migration \(record.id): \(error)")
+    }
+}
+
+func decodeRecord(_ text: String) throws(HistoryStoreError) -> MigrationRecord {
+    do {
+        return try JSONDecoder().decode(MigrationRecord.self, from: Data(text.utf8))
+    } catch {
+        throw .corrupt("\(error)")
+    }
+}
+
+/// `abc` → `abc%` with LIKE's wildcards escaped.
+func likePrefix(_ prefix: String) -> String {
+    prefix.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "%", with: "\\%")
+        .replacingOccurrences(of: "_", with: "\\_") + "%"
+}

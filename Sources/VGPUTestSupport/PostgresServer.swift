@@ -1,0 +1,82 @@
+import Foundation
+
+/// A private PostgreSQL server for one test suite: initdb into its own directory, listening on
+/// 127.0.0.1 only, run as the `postgres` user, stopped (and its files removed) afterwards.
+package struct PostgresServer: Sendable {
+    package var directory: String
+    package var port: Int
+    package var binaries: String
+
+    @TaskLocal package static var current: PostgresServer?
+
+    package var adminURL: String { "postgres://postgres@127.0.0.1:\(port)/postgres" }
+
+    /// The newest installed server (Debian: /usr/lib/postgresql/N/bin).
+    static func binaryDirectory() throws -> String {
+        let versions = ((try? FileManager.default.contentsOfDirectory(atPath: "/usr/lib/postgresql")) ?? [])
+            .compactMap(Int.init).sorted()
+        guard let newest = versions.last else {
+            throw CocoaError(
+                .fileNoSuchFile,
+                userInfo: [
+                    NSLocalizedDescriptionKey: "no PostgreSQL server in /usr/lib/postgresql; install 'postgresql'"
+                ])
+        }
+        return "/usr/lib/postgresql/\(newest)/bin"
+    }
+
+    static func runAsPostgres(_ arguments: [String]) throws -> ProcessOutcome {
+        try ProcessOutcome.run(URL(fileURLWithPath: "/usr/sbin/runuser"), ["-u", "postgres", "--"] + arguments)
+    }
+
+    package static func start() throws -> PostgresServer {
+        let binaries = try binaryDirectory()
+        let pid = ProcessInfo.processInfo.processIdentifier
+        let directory = "/tmp/vgpu-migrate-test-postgres-\(pid)"
+        let port = 40_000 + Int(pid % 20_000)
+        try? FileManager.default.removeItem(atPath: directory)
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        _ = try ProcessOutcome.run(URL(fileURLWithPath: "/bin/chown"), ["postgres:postgres", directory])
+        let server = PostgresServer(directory: directory, port: port, binaries: binaries)
+        let initdb = try runAsPostgres([
+            "\(binaries)/initdb", "-D", "\(directory)/data", "-A", "trust", "-U", "postgres", "--no-sync",
+        ])
+        guard initdb.status == 0 else {
+            server.stop()
+            throw CocoaError(
+                .executableLoad, userInfo: [NSLocalizedDescriptionKey: "initdb failed: \(initdb.standardError)"])
+        }
+        let started = try runAsPostgres([
+            "\(binaries)/pg_ctl", "-D", "\(directory)/data", "-l", "\(directory)/server.log", "-w", "-t", "60", "-o",
+            "-p \(port) -k \(directory) -c listen_addresses=127.0.0.1 -c fsync=off", "start",
+        ])
+        guard started.status == 0 else {
+            let log = (try? String(contentsOfFile: "\(directory)/server.log", encoding: .utf8)) ?? ""
+            server.stop()
+            throw CocoaError(
+                .executableLoad,
+                userInfo: [NSLocalizedDescriptionKey: "PostgreSQL did not start: \(started.standardError) \(log)"])
+        }
+        return server
+    }
+
+    /// Creates an empty database and returns its URL.
+    package func createDatabase() throws -> String {
+        let name = "vgpu_test_\(UUID().uuidString.lowercased().replacingOccurrences(of: "-", with: ""))"
+        let outcome = try Self.runAsPostgres([
+            "\(binaries)/psql", "-h", directory, "-p", String(port), "-U", "postgres", "-q", "-c",
+            "CREATE DATABASE \(name)",
+        ])
+        guard outcome.status == 0 else {
+            throw CocoaError(
+                .executableLoad,
+                userInfo: [NSLocalizedDescriptionKey: "CREATE DATABASE failed: \(outcome.standardError)"])
+        }
+        return "postgres://postgres@127.0.0.1:\(port)/\(name)"
+    }
+
+    package func stop() {
+        _ = try? Self.runAsPostgres(["\(binaries)/pg_ctl", "-D", "\(directory)/data", "-m", "immediate", "-w", "stop"])
+        try? FileManager.default.removeItem(atPath: directory)
+    }
+}

@@ -1,0 +1,63 @@
+import Foundation
+import Testing
+
+@testable import VGPUMigrationCore
+
+@Suite("Migration state machine")
+struct MigrationStateTests {
+    static let start = Date(timeIntervalSince1970: 1_800_000_000)
+
+    @Test("the happy path records every transition with its reason")
+    func happyPath() throws {
+        var record = MigrationRecord(
+            id: "m1", vm: "vm", source: "a", destination: "b", policy: "adaptive", at: Self.start)
+        let path: [MigrationState] = [.checking, .reserving, .migrating, .completing, .completed]
+        for (index, state) in path.enumerated() {
+            try record.transition(
+                to: state, reason: "step \(index)", at: Self.start.addingTimeInterval(Double(index + 1)))
+        }
+        #expect(record.state == .completed)
+        #expect(record.events.map(\.to) == path)
+        #expect(record.events.map(\.from) == [.requested] + path.dropLast())
+        #expect(record.events.last?.reason == "step 4")
+        #expect(record.durationSeconds == 5)
+    }
+
+    @Test("every transition the table does not list is refused", arguments: MigrationState.allCases)
+    func refusesIllegal(from: MigrationState) throws {
+        for to in MigrationState.allCases {
+            let legal = MigrationState.allowed[from]!.contains(to)
+            #expect(from.canMove(to: to) == legal)
+            if from.isTerminal { #expect(!legal) }
+        }
+    }
+
+    @Test("a refused transition leaves the record as it was")
+    func refusalKeepsRecord() throws {
+        var record = MigrationRecord(id: "m1", vm: "vm", source: "a", destination: "b", policy: "p", at: Self.start)
+        try record.transition(to: .checking, reason: "go", at: Self.start)
+        let before = record
+        #expect(throws: IllegalTransition(from: .checking, to: .completed)) {
+            try record.transition(to: .completed, reason: "skip", at: Self.start)
+        }
+        #expect(record == before)
+        try record.transition(to: .failed, reason: "check failed", at: Self.start)
+        #expect(throws: IllegalTransition.self) {
+            try record.transition(to: .checking, reason: "again", at: Self.start)
+        }
+        #expect(IllegalTransition(from: .failed, to: .checking).description.contains("already ended"))
+    }
+
+    @Test("job samples are bounded; the count of all samples is kept")
+    func boundedSamples() {
+        var record = MigrationRecord(id: "m1", vm: "vm", source: "a", destination: "b", policy: "p", at: Self.start)
+        for index in 0..<(MigrationRecord.sampleLimit + 50) {
+            record.record(
+                sample: JobSample(
+                    time: Self.start.addingTimeInterval(Double(index)), elapsedMilliseconds: UInt64(index) * 1000))
+        }
+        #expect(record.samples.count == MigrationRecord.sampleLimit)
+        #expect(record.sampleCount == MigrationRecord.sampleLimit + 50)
+        #expect(record.samples.first?.elapsedMilliseconds == 50_000)
+    }
+}
