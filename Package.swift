@@ -65,6 +65,7 @@ let package = Package(
                 "VGPUMigrationCore",
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
             ]
         ),
 
@@ -102,7 +103,10 @@ let package = Package(
             name: "VGPUMigrationLibvirtTests",
             dependencies: ["VGPUMigrationLibvirt", "VGPUPolicies", "VGPUTestSupport"]
         ),
-        .testTarget(name: "VGPUMigrationCLITests", dependencies: ["VGPUMigrationCLI", "VGPUTestSupport"]),
+        .testTarget(
+            name: "VGPUMigrationCLITests",
+            dependencies: ["VGPUMigrationCLI", "VGPUMigrationStorage", "VGPUTestSupport"]
+        ),
         .testTarget(
             name: "VGPUMigrationStorageTests", dependencies: ["VGPUMigrationStorage", "VGPUTestSupport"]
         ),

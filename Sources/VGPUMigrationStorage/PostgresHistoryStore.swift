@@ -1,5 +1,7 @@
 import Foundation
 import Logging
+import NIOCore
+import NIOSSL
 import PostgresNIO
 import VGPUMigrationCore
 
@@ -10,12 +12,21 @@ import VGPUMigrationCore
 package final class PostgresHistoryStore: HistoryStore {
     private let client: PostgresClient
     private let runner: Task<Void, Never>
+    private let connectionConfiguration: PostgresConnection.Configuration
     /// The URL without its password, for messages.
     package let location: String
 
     /// Connects to `url` (`postgres://user:password@host:port/database`) and applies the schema.
     package static func open(url: String) async throws(HistoryStoreError) -> PostgresHistoryStore {
         let store = try PostgresHistoryStore(url: url)
+        // One direct attempt first: the pool would keep retrying a server that is not there.
+        do {
+            let connection = try await PostgresConnection.connect(
+                configuration: store.connectionConfiguration, id: 0, logger: Logger(label: "vgpu-migrate.postgres"))
+            try await connection.close()
+        } catch {
+            throw .unavailable("\(store.location): \(String(reflecting: error))")
+        }
         do {
             try await store.migrate()
         } catch {
@@ -32,12 +43,23 @@ package final class PostgresHistoryStore: HistoryStore {
         }
         let database = String(url.path.drop { $0 == "/" })
         let username = url.user ?? "postgres"
+        let requireTLS = url.queryItems?.first(where: { $0.name == "sslmode" })?.value == "require"
         var configuration = PostgresClient.Configuration(
             host: host, port: url.port ?? 5432, username: username, password: url.password,
             database: database.isEmpty ? nil : database,
-            tls: url.queryItems?.first(where: { $0.name == "sslmode" })?.value == "require"
-                ? .require(.makeClientConfiguration()) : .disable)
+            tls: requireTLS ? .require(.makeClientConfiguration()) : .disable)
         configuration.options.connectTimeout = .seconds(10)
+        let directTLS: PostgresConnection.Configuration.TLS
+        do {
+            directTLS = requireTLS ? .require(try NIOSSLContext(configuration: .makeClientConfiguration())) : .disable
+        } catch {
+            throw .unavailable("TLS set-up for \(host): \(error)")
+        }
+        var direct = PostgresConnection.Configuration(
+            host: host, port: url.port ?? 5432, username: username, password: url.password,
+            database: database.isEmpty ? nil : database, tls: directTLS)
+        direct.options.connectTimeout = TimeAmount.seconds(10)
+        connectionConfiguration = direct
         client = PostgresClient(configuration: configuration, backgroundLogger: Logger(label: "vgpu-migrate.postgres"))
         let client = self.client
         runner = Task { await client.run() }

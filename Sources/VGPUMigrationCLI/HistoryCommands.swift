@@ -1,0 +1,243 @@
+import ArgumentParser
+import Foundation
+import VGPUCommandSupport
+import VGPUMigrationCore
+import VGPUMigrationStorage
+
+/// Where the history is: `--database`, else `$VGPU_MIGRATE_DATABASE`, else the default SQLite
+/// file (`/var/lib/vgpu-migrate/history.sqlite` for root, `~/.local/share/vgpu-migrate/history.sqlite`
+/// for other users, honouring `$XDG_DATA_HOME`).
+struct DatabaseOption: ParsableArguments {
+    @Option(
+        name: .customLong("database"),
+        help: ArgumentHelp("History store: a SQLite file path or postgres://user@host:port/db URL.", valueName: "url"))
+    var database: String?
+
+    var location: String {
+        if let database { return database }
+        if let fromEnvironment = ProcessInfo.processInfo.environment["VGPU_MIGRATE_DATABASE"], !fromEnvironment.isEmpty
+        {
+            return fromEnvironment
+        }
+        if getuid() == 0 { return "/var/lib/vgpu-migrate/history.sqlite" }
+        let base =
+            ProcessInfo.processInfo.environment["XDG_DATA_HOME"].map { URL(fileURLWithPath: $0) }
+            ?? FileManager.default.homeDirectoryForCurrentUser.appendingPathComponent(".local/share")
+        return base.appendingPathComponent("vgpu-migrate/history.sqlite").path
+    }
+
+    func open() async throws(CommandFailure) -> any HistoryStore {
+        let location = self.location
+        do {
+            if location.hasPrefix("postgres://") || location.hasPrefix("postgresql://") {
+                return try await PostgresHistoryStore.open(url: location)
+            }
+            let path = location.hasPrefix("sqlite:") ? String(location.dropFirst("sqlite:".count)) : location
+            return try SQLiteHistoryStore(path: path)
+        } catch {
+            throw CommandFailure(
+                "\(error)", remedy: "check --database (a SQLite path or a postgres:// URL)",
+                exitCode: location.hasPrefix("postgres") ? CommandFailure.unreachable : CommandFailure.failed)
+        }
+    }
+}
+
+/// `vgpu-migrate history`: the migrations, newest first.
+struct HistoryCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "history",
+        abstract: "List migrations, newest first.",
+        discussion: """
+            --since takes a time (2026-11-25, 2026-11-25T10:00:00Z) or an age (30m, 12h, 7d). --host matches \
+            the source or the destination. --json prints the rows as a JSON array (documented in README.md).
+            """
+    )
+
+    @OptionGroup var database: DatabaseOption
+
+    @Option(help: ArgumentHelp("Only this VM.", valueName: "name")) var vm: String?
+    @Option(help: ArgumentHelp("Only migrations from or to this host.", valueName: "host")) var host: String?
+    @Option(help: ArgumentHelp("Only this status.", valueName: "status")) var status: String?
+    @Option(help: ArgumentHelp("Only migrations started since.", valueName: "time|age")) var since: String?
+    @Option(help: "At most this many rows (1 to 10000).") var limit = 50
+    @Flag(name: .customLong("json"), help: "Print JSON.") var json = false
+
+    func validate() throws {
+        if !(1...10_000).contains(limit) { throw ValidationError("--limit must be between 1 and 10000") }
+        if let status, MigrationState(rawValue: status) == nil {
+            let names = MigrationState.allCases.map(\.rawValue).joined(separator: ", ")
+            throw ValidationError("--status must be one of: \(names)")
+        }
+        if let since, Self.parseSince(since, now: Date()) == nil {
+            throw ValidationError(
+                "--since takes a time such as 2026-11-25T10:00:00Z or an age such as 12h, not '\(since)'")
+        }
+    }
+
+    static func parseSince(_ text: String, now: Date) -> Date? {
+        if let unit = text.last, let amount = Double(text.dropLast()), amount >= 0 {
+            let seconds: Double? = ["s": 1, "m": 60, "h": 3600, "d": 86_400, "w": 604_800][String(unit)]
+            if let seconds { return now.addingTimeInterval(-amount * seconds) }
+        }
+        let full = ISO8601DateFormatter()
+        if let date = full.date(from: text) { return date }
+        let day = ISO8601DateFormatter()
+        day.formatOptions = [.withFullDate]
+        return day.date(from: text)
+    }
+
+    func run() async throws {
+        let store = try await database.open()
+        let filter = HistoryFilter(
+            vm: vm, host: host, state: status.flatMap(MigrationState.init(rawValue:)),
+            since: since.flatMap { Self.parseSince($0, now: Date()) }, limit: limit)
+        let rows: [MigrationSummary]
+        do {
+            rows = try await store.list(filter)
+        } catch {
+            throw CommandFailure("\(error)")
+        }
+        if json {
+            print(try HistoryText.json(rows))
+        } else {
+            print(HistoryText.table(rows), terminator: "")
+        }
+    }
+}
+
+/// `vgpu-migrate show ID`: one migration's whole timeline.
+struct ShowCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "show",
+        abstract:
+            "Show one migration: every transition, downtime step, the final job statistics, findings, reservation.",
+        discussion:
+            "ID may be shortened to any unique prefix. --json prints the whole record (documented in README.md)."
+    )
+
+    @OptionGroup var database: DatabaseOption
+    @Argument(help: "Migration id, or a unique prefix of it.") var id: String
+    @Flag(name: .customLong("json"), help: "Print JSON.") var json = false
+
+    func validate() throws {
+        guard !id.isEmpty, id.count <= 36, id.allSatisfy({ $0.isHexDigit || $0 == "-" }) else {
+            throw ValidationError("'\(id)' is not a migration id (hex digits and '-')")
+        }
+    }
+
+    func run() async throws {
+        let store = try await database.open()
+        let record: MigrationRecord?
+        do {
+            record = try await store.record(id: id.lowercased())
+        } catch {
+            throw CommandFailure("\(error)", exitCode: CommandFailure.failed)
+        }
+        guard let record else {
+            throw CommandFailure(
+                "no migration \(id) in \(database.location)", remedy: "list them with 'vgpu-migrate history'")
+        }
+        if json {
+            print(try HistoryText.json(record))
+        } else {
+            print(HistoryText.timeline(record), terminator: "")
+        }
+    }
+}
+
+/// Renderings of the history.
+enum HistoryText {
+    static func json(_ value: some Encodable) throws -> String {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+        encoder.dateEncodingStrategy = .iso8601
+        return String(decoding: try encoder.encode(value), as: UTF8.self)
+    }
+
+    static func time(_ date: Date) -> String {
+        let formatter = ISO8601DateFormatter()
+        formatter.formatOptions = [.withFullDate, .withTime, .withColonSeparatorInTime, .withSpaceBetweenDateAndTime]
+        return formatter.string(from: date)
+    }
+
+    static func duration(_ seconds: Double) -> String {
+        if seconds < 60 { return String(format: "%.1f s", seconds) }
+        if seconds < 3600 { return String(format: "%dm%02ds", Int(seconds) / 60, Int(seconds) % 60) }
+        return String(format: "%dh%02dm", Int(seconds) / 3600, Int(seconds) % 3600 / 60)
+    }
+
+    static func table(_ rows: [MigrationSummary]) -> String {
+        if rows.isEmpty { return "No migrations.\n" }
+        var cells = [["ID", "VM", "SOURCE", "DEST", "STATUS", "POLICY", "DOWNTIME", "DURATION", "STARTED", "UPDATED"]]
+        for row in rows {
+            cells.append([
+                String(row.id.prefix(8)), row.vm, row.source, row.destination, row.state.rawValue, row.policy,
+                row.downtimeMilliseconds.map { "\($0) ms" } ?? "-", duration(row.durationSeconds), time(row.createdAt),
+                time(row.updatedAt),
+            ])
+        }
+        return InventoryReport.table(cells, rightAligned: [6, 7], indent: "")
+    }
+
+    static func timeline(_ record: MigrationRecord) -> String {
+        var out = "Migration \(record.id)\n"
+        out += "  VM \(record.vm): \(record.source) → \(record.destination), policy \(record.policy)\n"
+        out += "  status \(record.state.rawValue), started \(time(record.createdAt)), updated \(time(record.updatedAt))"
+        out += ", duration \(duration(record.durationSeconds))\n"
+        out += "\nTimeline:\n"
+        if record.events.isEmpty { out += "  (no transition yet)\n" }
+        for event in record.events {
+            out += "  \(time(event.time))  \(event.from.rawValue) → \(event.to.rawValue): \(event.reason)"
+            if !event.details.isEmpty {
+                out +=
+                    " ("
+                    + event.details.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: ", ")
+                    + ")"
+            }
+            out += "\n"
+        }
+        if !record.downtimeSteps.isEmpty {
+            out += "\nDowntime steps:\n"
+            for step in record.downtimeSteps {
+                out += "  \(time(step.time))  \(step.milliseconds) ms: \(step.reason)\n"
+            }
+        }
+        if let stats = record.finalStats {
+            out += "\nFinal job statistics:\n"
+            out += "  elapsed \(duration(Double(stats.elapsedMilliseconds) / 1000))"
+            if let downtime = stats.downtimeMilliseconds { out += ", downtime \(downtime) ms" }
+            if let processed = stats.dataProcessedBytes { out += ", data processed \(processed / 1_048_576) MiB" }
+            if let iteration = stats.iteration { out += ", iterations \(iteration)" }
+            out += "\n"
+        }
+        if record.sampleCount > 0 {
+            out += "  \(record.sampleCount) job samples taken (\(record.samples.count) kept)\n"
+        }
+        if !record.findings.isEmpty {
+            out += "\nPre-flight findings:\n"
+            for finding in record.findings {
+                out += "  \(finding.severity.rawValue.uppercased())  \(finding.check)  \(finding.message)\n"
+            }
+        }
+        if let reservation = record.reservation {
+            out += "\nReservation \(reservation.id) on \(reservation.host): \(reservation.state.rawValue)\n"
+            for device in reservation.devices {
+                out += "  \(device.id)  \(device.typeID) on \(device.function)\n"
+            }
+        }
+        if !record.intents.isEmpty {
+            out += "\nIntents recorded:\n"
+            for intent in record.intents {
+                out += "  \(time(intent.time))  \(intent.action.rawValue)"
+                if !intent.details.isEmpty {
+                    out +=
+                        " ("
+                        + intent.details.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(
+                            separator: ", ") + ")"
+                }
+                out += "\n"
+            }
+        }
+        return out
+    }
+}

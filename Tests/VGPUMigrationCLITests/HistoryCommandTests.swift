@@ -1,0 +1,151 @@
+import Foundation
+import Testing
+import VGPUMigrationCore
+import VGPUMigrationStorage
+import VGPUTestSupport
+
+/// A SQLite history with a few migrations, as the engine would leave it.
+func historyDatabase(in directory: URL) async throws -> (path: String, records: [MigrationRecord]) {
+    let path = directory.appendingPathComponent("history.sqlite").path
+    let store = try SQLiteHistoryStore(path: path)
+    let start = Date(timeIntervalSince1970: 1_795_000_000)  // 2026-11-18
+    var records: [MigrationRecord] = []
+    for (index, (vm, source, destination, outcome)) in [
+        ("vm-t4", "t4-a", "t4-b", MigrationState.completed), ("vm-a100", "a100-1", "a100-2", .failed),
+        ("vm-t4", "t4-b", "t4-a", .completed), ("vm-l40s", "l40s-1", "l40s-2", .migrating),
+    ].enumerated() {
+        let at = start.addingTimeInterval(Double(index) * 3600)
+        var record = MigrationRecord(
+            id: String(format: "%08x-1111-4000-8000-0000000000%02d", 0xA0 + index, index), vm: vm, source: source,
+            destination: destination, policy: "adaptive", at: at)
+        record.findings = [CompatibilityFinding("driver.version", .pass, "NVIDIA host driver 550.90.05 on both hosts")]
+        try await store.begin(record)
+        try record.transition(to: .checking, reason: "pre-flight check", at: at.addingTimeInterval(1))
+        if outcome == .failed {
+            try record.transition(to: .failed, reason: "driver.version failed", at: at.addingTimeInterval(2))
+        } else {
+            try record.transition(to: .reserving, reason: "checks passed", at: at.addingTimeInterval(2))
+            record.reservation = ReservationReference(
+                host: destination, id: "22222222-0000-4000-8000-0000000000\(index)0",
+                devices: [
+                    ReservedDevice(
+                        id: "5b1f0a7c-3e2d-4c1b-8a9f-6e5d4c3b2a10", interface: .mdev, typeID: "nvidia-232",
+                        function: PCIAddress("0000:3b:00.0")!, gpu: PCIAddress("0000:3b:00.0")!)
+                ],
+                state: .active)
+            try record.transition(to: .migrating, reason: "reserved 1 vGPU", at: at.addingTimeInterval(3))
+            record.downtimeSteps.append(
+                DowntimeStep(
+                    time: at.addingTimeInterval(8), milliseconds: 1200,
+                    reason: "adaptive: remaining 240 MiB at 200 MiB/s"))
+            if outcome == .completed {
+                record.finalStats = JobSample(
+                    time: at.addingTimeInterval(20), elapsedMilliseconds: 17_000, dataProcessedBytes: 8 << 30,
+                    iteration: 5, downtimeMilliseconds: 840)
+                try record.transition(to: .completing, reason: "switched over", at: at.addingTimeInterval(20))
+                try record.transition(
+                    to: .completed, reason: "reservation committed, source vGPU released", at: at.addingTimeInterval(21)
+                )
+            }
+        }
+        try await store.save(record)
+        records.append(record)
+    }
+    return (path, records)
+}
+
+@Suite("vgpu-migrate history and show")
+struct HistoryCommandTests {
+    @Test("history lists newest first as a table; filters narrow it")
+    func table() async throws {
+        let directory = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let (path, _) = try await historyDatabase(in: directory)
+        let outcome = try ProductRunner.run("vgpu-migrate", ["history", "--database", path])
+        #expect(outcome.status == 0, "\(outcome.standardError)")
+        let lines = outcome.standardOutput.split(separator: "\n")
+        #expect(
+            lines.first?.hasPrefix(
+                "ID        VM       SOURCE  DEST    STATUS     POLICY    DOWNTIME  DURATION  STARTED") == true)
+        #expect(lines.count == 5)
+        #expect(lines[1].hasPrefix("000000a3  vm-l40s  l40s-1  l40s-2  migrating  adaptive"))
+        #expect(lines[2].contains("completed  adaptive    840 ms    21.0 s  2026-11-18 "))
+        let filtered = try ProductRunner.run(
+            "vgpu-migrate",
+            ["history", "--database", path, "--vm", "vm-t4", "--host", "t4-a", "--status", "completed", "--limit", "1"])
+        #expect(filtered.standardOutput.split(separator: "\n").count == 2)
+        #expect(filtered.standardOutput.contains("000000a2  vm-t4"))
+        let none = try ProductRunner.run("vgpu-migrate", ["history", "--database", path, "--since", "2h"])
+        #expect(none.standardOutput == "No migrations.\n")
+    }
+
+    @Test("history --json prints the documented rows")
+    func json() async throws {
+        let directory = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let (path, records) = try await historyDatabase(in: directory)
+        let outcome = try ProductRunner.run(
+            "vgpu-migrate", ["history", "--database", path, "--json", "--since", "2026-11-18"])
+        let rows = try #require(
+            try JSONSerialization.jsonObject(with: Data(outcome.standardOutput.utf8)) as? [[String: Any]])
+        #expect(rows.count == 4)
+        let first = try #require(rows.last)
+        #expect(first["id"] as? String == records[0].id)
+        #expect(first["status"] as? String == "completed")
+        #expect(first["downtime_ms"] as? Int == 840)
+        #expect(first["duration_s"] as? Double == 21)
+        #expect(first["started"] as? String == "2026-11-18T11:06:40Z")
+        for key in ["vm", "source", "destination", "policy", "updated"] { #expect(first[key] != nil, "\(key)") }
+    }
+
+    @Test("show prints the whole timeline; a prefix is enough; --json is the record")
+    func show() async throws {
+        let directory = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let (path, records) = try await historyDatabase(in: directory)
+        let outcome = try ProductRunner.run("vgpu-migrate", ["show", "000000a0", "--database", path])
+        #expect(outcome.status == 0, "\(outcome.standardError)")
+        let text = outcome.standardOutput
+        #expect(text.contains("Migration \(records[0].id)"))
+        #expect(text.contains("VM vm-t4: t4-a → t4-b, policy adaptive"))
+        #expect(text.contains("requested → checking: pre-flight check"))
+        #expect(text.contains("completing → completed: reservation committed, source vGPU released"))
+        #expect(text.contains("1200 ms: adaptive: remaining 240 MiB at 200 MiB/s"))
+        #expect(text.contains("downtime 840 ms, data processed 8192 MiB, iterations 5"))
+        #expect(text.contains("PASS  driver.version"))
+        #expect(text.contains("Reservation 22222222-0000-4000-8000-000000000000 on t4-b: active"))
+        let json = try ProductRunner.run("vgpu-migrate", ["show", records[1].id, "--database", path, "--json"])
+        let decoder = JSONDecoder()
+        decoder.dateDecodingStrategy = .iso8601
+        let record = try decoder.decode(MigrationRecord.self, from: Data(json.standardOutput.utf8))
+        #expect(record.state == .failed)
+        #expect(record.events.map(\.to) == [.checking, .failed])
+    }
+
+    @Test(
+        "bad input: clear errors and non-zero exits",
+        arguments: [
+            (["history", "--status", "done"], Int32(2), "--status must be one of"),
+            (["history", "--since", "yesterday"], 2, "--since takes a time"),
+            (["history", "--limit", "0"], 2, "--limit must be between 1 and 10000"),
+            (["show", "../../etc"], 2, "is not a migration id"),
+            (["show", "ffff"], 1, "no migration ffff"),
+            (["show", "000000"], 1, "matches several migrations"),
+        ])
+    func badInput(arguments: [String], status: Int32, fragment: String) async throws {
+        let directory = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let (path, _) = try await historyDatabase(in: directory)
+        let outcome = try ProductRunner.run("vgpu-migrate", arguments + ["--database", path])
+        #expect(outcome.status == status)
+        #expect(outcome.standardError.contains(fragment), "\(outcome.standardError)")
+    }
+
+    @Test("an unreachable PostgreSQL history exits 3")
+    func postgresDown() throws {
+        let outcome = try ProductRunner.run(
+            "vgpu-migrate", ["history", "--database", "postgres://nobody@127.0.0.1:1/none"])
+        #expect(outcome.status == 3)
+        #expect(outcome.standardError.contains("the history store is not available"))
+    }
+}
