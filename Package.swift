@@ -90,6 +90,13 @@ let package = Package(
         .executableTarget(name: "vgpu-migrate", dependencies: ["VGPUMigrationCLI"]),
         .executableTarget(name: "vgpu-agent", dependencies: ["VGPUAgent"]),
 
+        // Benchmarks (not tests): bench/history-bench fills a history and times `history` queries.
+        .executableTarget(
+            name: "history-bench",
+            dependencies: ["VGPUMigrationCore", "VGPUMigrationStorage", .product(name: "GRDB", package: "GRDB.swift")],
+            path: "bench/history-bench"
+        ),
+
         // Paths to Fixtures/ and the shared real-world data, for the test targets only.
         .target(name: "VGPUTestSupport"),
 

@@ -10,7 +10,9 @@ package struct VGPUMigrateCommand: AsyncParsableCommand {
             Exit codes: 0 success, 1 failure, 2 usage or configuration error, 3 a host could not be reached.
             """,
         version: "0.1.0",
-        subcommands: [InspectCommand.self, CheckCommand.self, HistoryCommand.self, ShowCommand.self]
+        subcommands: [
+            InspectCommand.self, CheckCommand.self, HistoryCommand.self, ShowCommand.self, PolicyCommand.self,
+        ]
     )
 
     package init() {}

@@ -123,15 +123,12 @@ package final class SQLiteHistoryStore: HistoryStore {
     }
 
     package func list(_ filter: HistoryFilter) async throws(HistoryStoreError) -> [MigrationSummary] {
+        let columns = "id, vm, source, destination, status, policy, downtime_ms, duration_s, created_at, updated_at"
         var conditions: [String] = []
         var arguments: [(any DatabaseValueConvertible)?] = []
         if let vm = filter.vm {
             conditions.append("vm = ?")
             arguments.append(vm)
-        }
-        if let host = filter.host {
-            conditions.append("(source = ? OR destination = ?)")
-            arguments += [host, host]
         }
         if let state = filter.state {
             conditions.append("status = ?")
@@ -141,13 +138,24 @@ package final class SQLiteHistoryStore: HistoryStore {
             conditions.append("created_at >= ?")
             arguments.append(since.timeIntervalSince1970)
         }
-        let whereClause = conditions.isEmpty ? "" : "WHERE " + conditions.joined(separator: " AND ")
-        arguments.append(filter.limit)
-        let sql = """
-            SELECT id, vm, source, destination, status, policy, downtime_ms, duration_s, created_at, updated_at
-            FROM migrations \(whereClause) ORDER BY created_at DESC, id DESC LIMIT ?
-            """
-        let statementArguments = StatementArguments(arguments)
+        let sql: String
+        var allArguments: [(any DatabaseValueConvertible)?]
+        if let host = filter.host {
+            // Source or destination: two scans in index order, each cut at the limit, then merged;
+            // one query with OR would sort every match of the host first.
+            func side(_ column: String) -> String {
+                let clause = (["\(column) = ?"] + conditions).joined(separator: " AND ")
+                return
+                    "SELECT * FROM (SELECT \(columns) FROM migrations WHERE \(clause) ORDER BY created_at DESC LIMIT ?)"
+            }
+            sql = "\(side("source")) UNION \(side("destination")) ORDER BY created_at DESC, id DESC LIMIT ?"
+            allArguments = [host] + arguments + [filter.limit] + [host] + arguments + [filter.limit, filter.limit]
+        } else {
+            let whereClause = conditions.isEmpty ? "" : "WHERE " + conditions.joined(separator: " AND ")
+            sql = "SELECT \(columns) FROM migrations \(whereClause) ORDER BY created_at DESC, id DESC LIMIT ?"
+            allArguments = arguments + [filter.limit]
+        }
+        let statementArguments = StatementArguments(allArguments)
         do {
             return try await pool.read { db in
                 try Row.fetchAll(db, sql: sql, arguments: statementArguments).map { row in
