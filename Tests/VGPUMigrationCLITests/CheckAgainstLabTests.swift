@@ -3,21 +3,6 @@ import Testing
 import VGPUMigrationCore
 import VGPUTestSupport
 
-/// Brings the two-host lab up around a suite and down after it, also when a test fails.
-struct TwoHostLab: SuiteTrait, TestScoping {
-    func provideScope(
-        for test: Test, testCase: Test.Case?, performing function: @Sendable () async throws -> Void
-    ) async throws {
-        let lab = try Lab.up()
-        defer { lab.down() }
-        try await Lab.$current.withValue(lab) { try await function() }
-    }
-}
-
-extension Trait where Self == TwoHostLab {
-    static var twoHostLab: Self { TwoHostLab() }
-}
-
 @Suite("check against the real libvirt daemons of the lab", .serialized, .twoHostLab)
 struct CheckAgainstLabTests {
     /// Inventory of the lab: both daemons, with fixture T4 sysfs trees as their GPUs.

@@ -1,0 +1,237 @@
+import CLibvirt
+import Dispatch
+import Foundation
+import VGPUMigrationCore
+
+/// What `virDomainMigrateToURI3` is given besides the destination.
+package struct MigrationParameters: Sendable, Hashable {
+    /// `destination_xml`: the domain XML the destination starts (with the reserved vGPUs).
+    package var destinationXML: String?
+    /// `persistent_xml`: the persistent definition on the destination.
+    package var persistentXML: String?
+    /// `migrate_uri`: where the migration data goes (`tcp://10.0.0.2`).
+    package var migrateURI: String?
+    /// `listen_address`: where the destination QEMU listens for it.
+    package var listenAddress: String?
+    /// `bandwidth` in MiB/s; nil is unlimited.
+    package var bandwidthMiBPerSecond: UInt64?
+    /// `parallel.connections`.
+    package var parallelConnections: Int32?
+
+    package init(
+        destinationXML: String? = nil, persistentXML: String? = nil, migrateURI: String? = nil,
+        listenAddress: String? = nil, bandwidthMiBPerSecond: UInt64? = nil, parallelConnections: Int32? = nil
+    ) {
+        self.destinationXML = destinationXML
+        self.persistentXML = persistentXML
+        self.migrateURI = migrateURI
+        self.listenAddress = listenAddress
+        self.bandwidthMiBPerSecond = bandwidthMiBPerSecond
+        self.parallelConnections = parallelConnections
+    }
+}
+
+/// Migration flags (`virDomainMigrateFlags`).
+package struct MigrationFlags: OptionSet, Sendable, Hashable {
+    package let rawValue: UInt32
+    package init(rawValue: UInt32) { self.rawValue = rawValue }
+
+    package static let live = MigrationFlags(rawValue: VIR_MIGRATE_LIVE.rawValue)
+    package static let peerToPeer = MigrationFlags(rawValue: VIR_MIGRATE_PEER2PEER.rawValue)
+    package static let persistDestination = MigrationFlags(rawValue: VIR_MIGRATE_PERSIST_DEST.rawValue)
+    package static let undefineSource = MigrationFlags(rawValue: VIR_MIGRATE_UNDEFINE_SOURCE.rawValue)
+    package static let postCopy = MigrationFlags(rawValue: VIR_MIGRATE_POSTCOPY.rawValue)
+    package static let parallel = MigrationFlags(rawValue: VIR_MIGRATE_PARALLEL.rawValue)
+
+    /// Live, peer-to-peer, persistent on the destination, undefined on the source.
+    package static let standard: MigrationFlags = [.live, .peerToPeer, .persistDestination, .undefineSource]
+}
+
+/// The statistics of a domain job (`virDomainGetJobStats`); fields libvirt does not report stay nil.
+package struct DomainJobStats: Sendable, Hashable {
+    /// `virDomainJobType`: 0 none, 1 bounded, 2 unbounded, 3 completed, 4 failed, 5 cancelled.
+    package var type: Int32
+    package var operation: Int32?
+    package var timeElapsedMilliseconds: UInt64?
+    package var dataTotalBytes: UInt64?
+    package var dataProcessedBytes: UInt64?
+    package var dataRemainingBytes: UInt64?
+    package var memoryTotalBytes: UInt64?
+    package var memoryProcessedBytes: UInt64?
+    package var memoryRemainingBytes: UInt64?
+    package var memoryBytesPerSecond: UInt64?
+    package var memoryDirtyRatePagesPerSecond: UInt64?
+    package var memoryIteration: UInt64?
+    package var memoryPageSize: UInt64?
+    /// Expected downtime while running; the real one once completed.
+    package var downtimeMilliseconds: UInt64?
+    package var setupTimeMilliseconds: UInt64?
+    /// `vfio_data_transferred` (libvirt 10.6 and later).
+    package var vfioDataTransferredBytes: UInt64?
+    package var errorMessage: String?
+
+    /// A job is running.
+    package var isActive: Bool { type == 1 || type == 2 }
+
+    package func sample(at time: Date) -> JobSample {
+        JobSample(
+            time: time, elapsedMilliseconds: timeElapsedMilliseconds ?? 0, dataTotalBytes: dataTotalBytes,
+            dataProcessedBytes: dataProcessedBytes, dataRemainingBytes: dataRemainingBytes,
+            memoryBytesPerSecond: memoryBytesPerSecond, dirtyPagesPerSecond: memoryDirtyRatePagesPerSecond,
+            iteration: memoryIteration, downtimeMilliseconds: downtimeMilliseconds)
+    }
+}
+
+/// A domain handle (`virDomainPtr`), freed when the value goes away. Calls go through the
+/// connection's queue, except the migration itself, which blocks for as long as it runs and so
+/// gets a thread of its own (libvirt allows calls on one domain from several threads).
+package final class LibvirtDomain: @unchecked Sendable {
+    private let pointer: OpaquePointer
+    package let connection: LibvirtConnection
+    package let name: String
+
+    init(pointer: OpaquePointer, connection: LibvirtConnection, name: String) {
+        self.pointer = pointer
+        self.connection = connection
+        self.name = name
+    }
+
+    deinit {
+        virDomainFree(pointer)
+    }
+
+    private var handle: UnsafeSendable<OpaquePointer> { UnsafeSendable(pointer) }
+
+    /// The domain XML; `migratable` gives the form libvirt accepts as `destination_xml`.
+    package func xml(migratable: Bool = false) async throws -> String {
+        let domain = handle
+        let name = self.name
+        return try await connection.call { (_) throws(LibvirtError) in
+            let flags = migratable ? VIR_DOMAIN_XML_MIGRATABLE.rawValue : 0
+            guard let text = virDomainGetXMLDesc(domain.value, flags) else {
+                throw LibvirtError.last(operation: "virDomainGetXMLDesc(\(name))")
+            }
+            defer { free(text) }
+            return String(cString: text)
+        }
+    }
+
+    /// Whether the domain runs (`virDomainIsActive`).
+    package func isActive() async throws -> Bool {
+        let domain = handle
+        let name = self.name
+        return try await connection.call { (_) throws(LibvirtError) in
+            let active = virDomainIsActive(domain.value)
+            guard active >= 0 else { throw LibvirtError.last(operation: "virDomainIsActive(\(name))") }
+            return active == 1
+        }
+    }
+
+    /// The current job's statistics, or with `completed` those of the last completed job.
+    package func jobStats(completed: Bool = false) async throws -> DomainJobStats {
+        let domain = handle
+        let name = self.name
+        return try await connection.call { (_) throws(LibvirtError) in
+            var type: Int32 = 0
+            var params: virTypedParameterPtr?
+            var count: Int32 = 0
+            let flags = completed ? VIR_DOMAIN_JOB_STATS_COMPLETED.rawValue : 0
+            guard virDomainGetJobStats(domain.value, &type, &params, &count, flags) == 0 else {
+                throw LibvirtError.last(operation: "virDomainGetJobStats(\(name))")
+            }
+            defer { virTypedParamsFree(params, count) }
+            func number(_ field: String) -> UInt64? {
+                var value: UInt64 = 0
+                return virTypedParamsGetULLong(params, count, field, &value) == 1 ? value : nil
+            }
+            var operation: Int32 = 0
+            let hasOperation = virTypedParamsGetInt(params, count, "operation", &operation) == 1
+            var message: UnsafePointer<CChar>?
+            let hasMessage = virTypedParamsGetString(params, count, "errmsg", &message) == 1
+            return DomainJobStats(
+                type: type, operation: hasOperation ? operation : nil,
+                timeElapsedMilliseconds: number("time_elapsed"), dataTotalBytes: number("data_total"),
+                dataProcessedBytes: number("data_processed"), dataRemainingBytes: number("data_remaining"),
+                memoryTotalBytes: number("memory_total"), memoryProcessedBytes: number("memory_processed"),
+                memoryRemainingBytes: number("memory_remaining"), memoryBytesPerSecond: number("memory_bps"),
+                memoryDirtyRatePagesPerSecond: number("memory_dirty_rate"), memoryIteration: number("memory_iteration"),
+                memoryPageSize: number("memory_page_size"), downtimeMilliseconds: number("downtime"),
+                setupTimeMilliseconds: number("setup_time"), vfioDataTransferredBytes: number("vfio_data_transferred"),
+                errorMessage: hasMessage ? message.map { String(cString: $0) } : nil)
+        }
+    }
+
+    /// Sets the most downtime the running migration may cause (`virDomainMigrateSetMaxDowntime`).
+    package func setMaxDowntime(milliseconds: UInt64) async throws {
+        let domain = handle
+        let name = self.name
+        try await connection.call { (_) throws(LibvirtError) in
+            guard virDomainMigrateSetMaxDowntime(domain.value, milliseconds, 0) == 0 else {
+                throw LibvirtError.last(operation: "virDomainMigrateSetMaxDowntime(\(name), \(milliseconds) ms)")
+            }
+        }
+    }
+
+    /// Aborts the running job (`virDomainAbortJob`); the guest stays where it is.
+    package func abortJob() async throws {
+        let domain = handle
+        let name = self.name
+        try await connection.call { (_) throws(LibvirtError) in
+            guard virDomainAbortJob(domain.value) == 0 else {
+                throw LibvirtError.last(operation: "virDomainAbortJob(\(name))")
+            }
+        }
+    }
+
+    /// Migrates the domain to the libvirt daemon at `destinationURI` (peer-to-peer: the source
+    /// daemon connects to it) and returns when the migration has ended.
+    package func migrate(to destinationURI: String, parameters: MigrationParameters, flags: MigrationFlags) async throws
+    {
+        let domain = handle
+        let name = self.name
+        try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
+            let thread = Thread {
+                var params: virTypedParameterPtr?
+                var count: Int32 = 0
+                var capacity: Int32 = 0
+                defer { virTypedParamsFree(params, count) }
+                func add(_ field: String, _ value: String?) {
+                    if let value { virTypedParamsAddString(&params, &count, &capacity, field, value) }
+                }
+                add("destination_xml", parameters.destinationXML)
+                add("persistent_xml", parameters.persistentXML)
+                add("migrate_uri", parameters.migrateURI)
+                add("listen_address", parameters.listenAddress)
+                if let bandwidth = parameters.bandwidthMiBPerSecond {
+                    virTypedParamsAddULLong(&params, &count, &capacity, "bandwidth", bandwidth)
+                }
+                if let connections = parameters.parallelConnections {
+                    virTypedParamsAddInt(&params, &count, &capacity, "parallel.connections", connections)
+                }
+                if virDomainMigrateToURI3(domain.value, destinationURI, params, UInt32(count), flags.rawValue) == 0 {
+                    continuation.resume()
+                } else {
+                    continuation.resume(
+                        throwing: LibvirtError.last(operation: "migrating \(name) to \(destinationURI)"))
+                }
+            }
+            thread.name = "vgpu-migrate.migrate.\(name)"
+            thread.start()
+        }
+    }
+}
+
+extension LibvirtConnection {
+    /// The domain called `name`, or nil when there is none.
+    package func lookupDomain(_ name: String) async throws -> LibvirtDomain? {
+        let pointer = try await call { (connection) throws(LibvirtError) -> UnsafeSendable<OpaquePointer>? in
+            guard let domain = virDomainLookupByName(connection, name) else {
+                let error = LibvirtError.last(operation: "virDomainLookupByName(\(name))")
+                if error.code == LibvirtError.noDomain { return nil }
+                throw error
+            }
+            return UnsafeSendable(domain)
+        }
+        return pointer.map { LibvirtDomain(pointer: $0.value, connection: self, name: name) }
+    }
+}

@@ -1,0 +1,97 @@
+import Foundation
+import Testing
+import VGPUMigrationCore
+import VGPUTestSupport
+
+@testable import VGPUMigrationLibvirt
+
+/// Defines and starts a guest with no operating system (the firmware idles) on the lab's source.
+func startGuest(_ lab: Lab, name: String, memoryMiB: Int) throws {
+    let directory = URL(fileURLWithPath: lab.directory)
+    let type = FileManager.default.isWritableFile(atPath: "/dev/kvm") ? "kvm" : "qemu"
+    let file = directory.appendingPathComponent("\(name).xml")
+    try """
+    <domain type='\(type)'>
+      <name>\(name)</name>
+      <memory unit='MiB'>\(memoryMiB)</memory>
+      <vcpu>1</vcpu>
+      <os><type arch='x86_64' machine='pc'>hvm</type></os>
+      <devices><emulator>/usr/bin/qemu-system-x86_64</emulator><memballoon model='none'/></devices>
+    </domain>
+    """.write(to: file, atomically: true, encoding: .utf8)
+    #expect(try lab.virsh(lab.sourceURI, ["define", file.path]).status == 0)
+    let started = try lab.virsh(lab.sourceURI, ["start", name])
+    #expect(started.status == 0, "\(started.standardError)")
+}
+
+/// Both hosts are on this machine: the data stream goes over loopback.
+let loopback = MigrationParameters(migrateURI: "tcp://127.0.0.1", listenAddress: "127.0.0.1")
+
+@Suite("libvirt migration against the lab's real daemons", .serialized, .twoHostLab)
+struct LibvirtMigrationTests {
+    @Test("a running guest migrates src → dst and back; the completed job reports its statistics")
+    func migrateAndBack() async throws {
+        let lab = try #require(Lab.current)
+        try startGuest(lab, name: "mig-idle", memoryMiB: 128)
+        let source = try await LibvirtConnection.open(uri: lab.sourceURI)
+        let destination = try await LibvirtConnection.open(uri: lab.destinationURI)
+        let guest = try #require(try await source.lookupDomain("mig-idle"))
+        var parameters = loopback
+        parameters.destinationXML = try await guest.xml(migratable: true)
+        try await guest.migrate(to: lab.destinationURI, parameters: parameters, flags: .standard)
+
+        #expect(try await source.lookupDomain("mig-idle") == nil)  // undefined on the source
+        let moved = try #require(try await destination.lookupDomain("mig-idle"))
+        #expect(try await moved.isActive())
+        let stats = try await moved.jobStats(completed: true)
+        #expect(stats.type == 3)  // VIR_DOMAIN_JOB_COMPLETED
+        #expect((stats.timeElapsedMilliseconds ?? 0) > 0)
+        #expect((stats.dataTotalBytes ?? 0) >= 128 << 20)
+        #expect(stats.downtimeMilliseconds != nil)
+
+        try await moved.migrate(
+            to: lab.sourceURI, parameters: loopback, flags: [.live, .peerToPeer, .persistDestination, .undefineSource])
+        #expect(try await destination.lookupDomain("mig-idle") == nil)
+        #expect(try await source.lookupDomain("mig-idle")?.isActive() == true)
+    }
+
+    @Test("a running migration reports job statistics, takes a new downtime limit, and can be aborted")
+    func abortRunning() async throws {
+        let lab = try #require(Lab.current)
+        // 2 GiB at 1 MiB/s: even with QEMU's zero-page encoding the job runs for several seconds.
+        try startGuest(lab, name: "mig-abort", memoryMiB: 2048)
+        let source = try await LibvirtConnection.open(uri: lab.sourceURI)
+        let destination = try await LibvirtConnection.open(uri: lab.destinationURI)
+        let guest = try #require(try await source.lookupDomain("mig-abort"))
+        var parameters = loopback
+        parameters.bandwidthMiBPerSecond = 1
+        let migration = Task {
+            try await guest.migrate(to: lab.destinationURI, parameters: parameters, flags: .standard)
+        }
+
+        var running: DomainJobStats?
+        for _ in 0..<200 {
+            let stats = try await guest.jobStats()
+            if stats.isActive, (stats.dataTotalBytes ?? 0) > 0 {
+                running = stats
+                break
+            }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        let stats = try #require(running, "the migration job never showed up as running")
+        #expect((stats.dataTotalBytes ?? 0) >= 2048 << 20)
+        #expect(stats.dataRemainingBytes != nil)
+        try await guest.setMaxDowntime(milliseconds: 750)
+        try await guest.abortJob()
+
+        await #expect {
+            try await migration.value
+        } throws: { error in
+            guard let error = error as? LibvirtError else { return false }
+            return error.operation.hasPrefix("migrating mig-abort to ") && !error.message.isEmpty
+        }
+        #expect(try await guest.isActive())
+        #expect(try await destination.lookupDomain("mig-abort") == nil)
+        #expect(try await guest.jobStats().isActive == false)
+    }
+}
