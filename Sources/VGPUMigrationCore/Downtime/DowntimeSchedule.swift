@@ -5,7 +5,8 @@ package enum DowntimeSchedule: Sendable, Hashable {
     /// Nova's `live_migration_downtime` D, `_steps` S, `_delay` T (s per GiB): step i (0…S) at
     /// `t = T × data_gb × i` sets `D/S + (D − D/S)/S × i`, with `data_gb = max(2, RAM GiB)`.
     case nova(downtimeMilliseconds: Int, steps: Int, delaySecondsPerGiB: Double)
-    /// oVirt: limits keyed on iterations without progress; abort after `abortAfter` of them.
+    /// oVirt: limits keyed on iterations without progress; abort after `abortAfter` of them. Starts
+    /// at 100 ms (or just below the first step).
     case stalledIterations(steps: [StalledStep], abortAfter: Int)
     /// Proxmox: start low, double whenever the remaining data grew since the last sample.
     case doubling(startMilliseconds: Int)
@@ -31,7 +32,8 @@ package enum DowntimeSchedule: Sendable, Hashable {
         case .fixed(let ms): ms
         case .nova(let d, let s, _):
             NovaSteps.steps(downtimeMilliseconds: d, steps: s, delaySecondsPerGiB: 0, memoryGiB: 2)[0].milliseconds
-        case .stalledIterations(let steps, _): steps.first?.milliseconds ?? 300
+        // Below the first step, so that the first stalled iteration raises it.
+        case .stalledIterations(let steps, _): min(100, (steps.first?.milliseconds ?? 101) - 1)
         case .doubling(let start): start
         case .adaptive(let initial, _): initial
         }
