@@ -135,31 +135,11 @@ struct CheckCommand: AsyncParsableCommand {
     // MARK: Inputs
 
     func loadInventory() throws(CommandFailure) -> HostInventoryConfig {
-        let path = inventoryPath ?? HostInventoryFile.defaultPath
-        let text: String
-        do {
-            text = try String(contentsOfFile: path, encoding: .utf8)
-        } catch {
-            throw CommandFailure(
-                "cannot read the inventory \(path): \(error.localizedDescription)",
-                remedy: "pass --inventory FILE, or --source-facts/--dest-facts snapshots",
-                exitCode: CommandFailure.usageOrConfiguration)
-        }
-        do {
-            return try HostInventoryFile.parse(text, file: path)
-        } catch {
-            throw CommandFailure(error.description, exitCode: CommandFailure.usageOrConfiguration)
-        }
+        try InventoryAccess.load(path: inventoryPath)
     }
 
     func inventoryHost(_ name: String, in inventory: HostInventoryConfig) throws(CommandFailure) -> InventoryHost {
-        guard let host = inventory.host(named: name) else {
-            let known = inventory.hosts.map(\.name).joined(separator: ", ")
-            throw CommandFailure(
-                "host '\(name)' is not in the inventory", remedy: "known hosts: \(known.isEmpty ? "none" : known)",
-                exitCode: CommandFailure.usageOrConfiguration)
-        }
-        return host
+        try InventoryAccess.host(name, in: inventory)
     }
 
     func hostName(ofFacts path: String) -> String {

@@ -20,12 +20,17 @@ package struct InventoryHost: Sendable, Hashable {
     package var factsFile: String?
     /// Link bandwidth to other hosts by name, in MiB/s.
     package var bandwidthMiBPerSecond: [String: Double]
+    /// Address the migration data stream goes to when this host is the destination
+    /// (`migrate_uri` tcp://ADDRESS, QEMU listening there); nil lets libvirt choose.
+    package var migrationAddress: String?
 
     package init(
         name: String, libvirtURI: String? = nil, agentURL: String? = nil, credentials: String? = nil,
         agentCA: String? = nil, agentClientCertificate: String? = nil, agentClientKey: String? = nil,
-        sysfsRoot: String? = nil, factsFile: String? = nil, bandwidthMiBPerSecond: [String: Double] = [:]
+        sysfsRoot: String? = nil, factsFile: String? = nil, bandwidthMiBPerSecond: [String: Double] = [:],
+        migrationAddress: String? = nil
     ) {
+        self.migrationAddress = migrationAddress
         self.agentCA = agentCA
         self.agentClientCertificate = agentClientCertificate
         self.agentClientKey = agentClientKey
@@ -73,7 +78,9 @@ package enum HostInventoryFile {
         }
         var hosts: [InventoryHost] = []
         let keys: Set<String> = [
-            "libvirt_uri", "agent_url", "credentials", "sysfs_root", "facts_file", "bandwidth_mib_per_s",
+            "libvirt_uri", "agent_url", "credentials", "agent_ca", "agent_client_cert", "agent_client_key",
+            "sysfs_root",
+            "facts_file", "bandwidth_mib_per_s", "migration_address",
         ]
         for (key, value) in try document.required("hosts", in: "the inventory").mapping(what: "'hosts'") {
             let name = try key.string(what: "a host name")
@@ -96,7 +103,8 @@ package enum HostInventoryFile {
                 name: name, libvirtURI: try text("libvirt_uri"), agentURL: try text("agent_url"),
                 credentials: try text("credentials"), agentCA: try text("agent_ca"),
                 agentClientCertificate: try text("agent_client_cert"), agentClientKey: try text("agent_client_key"),
-                sysfsRoot: try text("sysfs_root"), factsFile: try text("facts_file"), bandwidthMiBPerSecond: bandwidth)
+                sysfsRoot: try text("sysfs_root"), factsFile: try text("facts_file"), bandwidthMiBPerSecond: bandwidth,
+                migrationAddress: try text("migration_address"))
             if (host.agentClientCertificate == nil) != (host.agentClientKey == nil) {
                 throw value.error("host '\(name)': agent_client_cert and agent_client_key go together")
             }

@@ -162,7 +162,8 @@ package struct Lab: Sendable {
 
     /// Brings a lab up in a new directory under /tmp.
     package static func up() throws -> Lab {
-        let directory = "/tmp/vgpu-migrate-test-lab-\(ProcessInfo.processInfo.processIdentifier)"
+        let directory =
+            "/tmp/vgpu-migrate-test-lab-\(ProcessInfo.processInfo.processIdentifier)-\(UInt16.random(in: 0...UInt16.max))"
         let outcome = try script(["up"], directory: directory)
         guard outcome.status == 0 else {
             _ = try? script(["down"], directory: directory)

@@ -8,9 +8,41 @@ package struct TwoHostLab: SuiteTrait, TestScoping {
     package func provideScope(
         for test: Test, testCase: Test.Case?, performing function: @Sendable () async throws -> Void
     ) async throws {
-        let lab = try Lab.up()
-        defer { lab.down() }
-        try await Lab.$current.withValue(lab) { try await function() }
+        // One lab at a time: suites run in parallel in one process, and labs share the loopback
+        // migration ports.
+        await LabLock.shared.acquire()
+        do {
+            let lab = try Lab.up()
+            defer { lab.down() }
+            try await Lab.$current.withValue(lab) { try await function() }
+        } catch {
+            await LabLock.shared.release()
+            throw error
+        }
+        await LabLock.shared.release()
+    }
+}
+
+/// A process-wide lock that suspends (never blocks a thread) until the lab is free.
+actor LabLock {
+    static let shared = LabLock()
+    private var held = false
+    private var waiters: [CheckedContinuation<Void, Never>] = []
+
+    func acquire() async {
+        if !held {
+            held = true
+            return
+        }
+        await withCheckedContinuation { waiters.append($0) }
+    }
+
+    func release() {
+        if waiters.isEmpty {
+            held = false
+        } else {
+            waiters.removeFirst().resume()
+        }
     }
 }
 

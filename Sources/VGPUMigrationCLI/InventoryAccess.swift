@@ -1,0 +1,34 @@
+import Foundation
+import VGPUCommandSupport
+import VGPUPolicies
+
+/// Reading the inventory file, with the errors every command gives.
+enum InventoryAccess {
+    static func load(path: String?) throws(CommandFailure) -> HostInventoryConfig {
+        let path = path ?? HostInventoryFile.defaultPath
+        let text: String
+        do {
+            text = try String(contentsOfFile: path, encoding: .utf8)
+        } catch {
+            throw CommandFailure(
+                "cannot read the inventory \(path): \(error.localizedDescription)",
+                remedy: "pass --inventory FILE, or --source-facts/--dest-facts snapshots",
+                exitCode: CommandFailure.usageOrConfiguration)
+        }
+        do {
+            return try HostInventoryFile.parse(text, file: path)
+        } catch {
+            throw CommandFailure(error.description, exitCode: CommandFailure.usageOrConfiguration)
+        }
+    }
+
+    static func host(_ name: String, in inventory: HostInventoryConfig) throws(CommandFailure) -> InventoryHost {
+        guard let host = inventory.host(named: name) else {
+            let known = inventory.hosts.map(\.name).joined(separator: ", ")
+            throw CommandFailure(
+                "host '\(name)' is not in the inventory", remedy: "known hosts: \(known.isEmpty ? "none" : known)",
+                exitCode: CommandFailure.usageOrConfiguration)
+        }
+        return host
+    }
+}

@@ -1,0 +1,135 @@
+import ArgumentParser
+import Foundation
+import VGPUCommandSupport
+import VGPUMigrationCore
+import VGPUMigrationLibvirt
+import VGPUPolicies
+
+/// `vgpu-migrate migrate`: check, reserve, migrate with the policy's downtime schedule, record.
+struct MigrateCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "migrate",
+        abstract: "Live-migrate a VM: check, reserve the destination vGPU, migrate with downtime stepping, record.",
+        discussion: """
+            Runs the pre-flight check first and refuses on failures unless --force names them \
+            (--force driver.version,gpu.dirty-tracking). Every step is a transition in the history \
+            ('vgpu-migrate show ID'). On failure or abort the destination reservation is released and the \
+            VM stays on the source. Exit codes: 0 completed, 1 failed or cancelled, 2 usage or \
+            configuration error, 3 a host could not be reached.
+            """
+    )
+
+    @Argument(help: "The VM (libvirt domain name).") var vm: String
+    @Option(name: .customLong("from"), help: ArgumentHelp("Source host (inventory name).", valueName: "host"))
+    var source: String
+    @Option(name: .customLong("to"), help: ArgumentHelp("Destination host (inventory name).", valueName: "host"))
+    var destination: String
+    @Option(name: .customLong("policy"), help: ArgumentHelp("Policy name.", valueName: "name")) var policyName =
+        MigrationPolicyFile.defaultName
+    @OptionGroup var policies: PolicyDirectoryOption
+    @Option(name: .customLong("inventory"), help: ArgumentHelp("Inventory file.", valueName: "file")) var inventoryPath:
+        String?
+    @OptionGroup var database: DatabaseOption
+    @Option(
+        name: .customLong("force"), help: ArgumentHelp("Failing checks to accept, comma-separated.", valueName: "ids"))
+    var force: String?
+    @Flag(name: .customLong("json"), help: "Print the final record as JSON (progress goes to standard error).")
+    var json = false
+
+    func validate() throws {
+        if source == destination { throw ValidationError("--from and --to name the same host") }
+        if !policyName.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "-" || $0 == "_" }) {
+            throw ValidationError("--policy takes a policy name such as adaptive")
+        }
+    }
+
+    func run() async throws {
+        let (policy, _) = try policies.load(policyName)
+        let directory = try PolicyDirectory.locate(explicit: policies.policies)
+        let catalog = try PolicyDirectory.boardCatalog(in: directory)
+        let inventory = try InventoryAccess.load(path: inventoryPath)
+        let base = URL(fileURLWithPath: inventoryPath ?? HostInventoryFile.defaultPath).deletingLastPathComponent()
+        let loader = HostFactsLoader(catalog: catalog, baseDirectory: base)
+        let sourceHost = try InventoryAccess.host(source, in: inventory)
+        let destinationHost = try InventoryAccess.host(destination, in: inventory)
+        let store = try await database.open()
+        let sourceFacts = try await loader.load(sourceHost)
+        let destinationFacts = try await loader.load(destinationHost)
+        let agent =
+            destinationHost.agentURL == nil
+            ? nil : try loader.agentClient(destinationHost, label: "host \(destination)")
+        let json = self.json
+        let run = MigrationRun(
+            store: store, source: sourceFacts, destination: destinationFacts, destinationAgent: agent,
+            destinationHost: destinationHost, policy: policy, vm: vm,
+            bandwidthMiBPerSecond: inventory.bandwidth(from: source, to: destination),
+            forcedChecks: Set(
+                (force ?? "").split(separator: ",").map { String($0).trimmingCharacters(in: .whitespaces) }),
+            report: { line in
+                if json {
+                    FileHandle.standardError.write(Data((line + "\n").utf8))
+                } else {
+                    print(line)
+                    fflush(nil)
+                }
+            })
+        let record = try await run.run()
+        if json { print(try HistoryText.json(record)) }
+        if record.state != .completed { throw ExitCode(CommandFailure.failed) }
+    }
+}
+
+/// `vgpu-migrate abort ID`: aborts a running migration; it ends `cancelled`, the VM stays on the source.
+struct AbortCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "abort",
+        abstract: "Abort a running migration (from another shell); it ends cancelled and the VM stays on the source."
+    )
+
+    @Argument(help: "Migration id, or a unique prefix of it.") var id: String
+    @Option(name: .customLong("inventory"), help: ArgumentHelp("Inventory file.", valueName: "file")) var inventoryPath:
+        String?
+    @OptionGroup var database: DatabaseOption
+
+    func validate() throws {
+        guard !id.isEmpty, id.count <= 36, id.allSatisfy({ $0.isHexDigit || $0 == "-" }) else {
+            throw ValidationError("'\(id)' is not a migration id (hex digits and '-')")
+        }
+    }
+
+    func run() async throws {
+        let store = try await database.open()
+        let found: MigrationRecord?
+        do {
+            found = try await store.record(id: id.lowercased())
+        } catch {
+            throw CommandFailure("\(error)")
+        }
+        guard let record = found else {
+            throw CommandFailure("no migration \(id)", remedy: "list them with 'vgpu-migrate history'")
+        }
+        guard record.state == .migrating else {
+            throw CommandFailure(
+                "migration \(record.id) is \(record.state.rawValue), not migrating: there is no migration job to abort")
+        }
+        let inventory = try InventoryAccess.load(path: inventoryPath)
+        let host = try InventoryAccess.host(record.source, in: inventory)
+        guard let uri = host.libvirtURI else {
+            throw CommandFailure(
+                "host \(record.source) has no libvirt_uri in the inventory",
+                exitCode: CommandFailure.usageOrConfiguration)
+        }
+        do {
+            let connection = try await LibvirtConnection.open(uri: uri)
+            guard let guest = try await connection.lookupDomain(record.vm) else {
+                throw CommandFailure("VM \(record.vm) is no longer on \(record.source)")
+            }
+            try await guest.abortJob()
+        } catch let failure as CommandFailure {
+            throw failure
+        } catch {
+            throw CommandFailure("cannot abort on \(record.source): \(error)", exitCode: CommandFailure.unreachable)
+        }
+        print("abort requested for migration \(record.id) (\(record.vm) on \(record.source)); it ends cancelled")
+    }
+}

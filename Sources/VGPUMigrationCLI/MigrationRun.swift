@@ -1,0 +1,309 @@
+import Foundation
+import VGPUAgentClient
+import VGPUCommandSupport
+import VGPUMigrationCore
+import VGPUMigrationLibvirt
+import VGPUPolicies
+
+/// One migration, driven through the state machine and recorded at every step:
+/// check → reserve on the destination agent → rewrite the domain XML → migrate with the policy's
+/// downtime schedule and timeouts → commit the reservation, or release it and leave the VM on the
+/// source. Each side effect is recorded as an intent before it happens.
+struct MigrationRun {
+    var store: any HistoryStore
+    var source: LoadedHost
+    var destination: LoadedHost
+    var destinationAgent: AgentClient?
+    var destinationHost: InventoryHost
+    var policy: MigrationPolicy
+    var vm: String
+    var bandwidthMiBPerSecond: Double?
+    /// Failing checks the operator accepts (`--force`).
+    var forcedChecks: Set<String>
+    /// Called with each line of progress.
+    var report: @Sendable (String) -> Void
+
+    private static let operationAborted = Int32(78)  // VIR_ERR_OPERATION_ABORTED
+
+    func run() async throws(CommandFailure) -> MigrationRecord {
+        var record = MigrationRecord(
+            id: UUID().uuidString.lowercased(), vm: vm, source: source.name, destination: destination.name,
+            policy: policy.name, at: Date())
+        do {
+            try await store.begin(record)
+        } catch {
+            throw CommandFailure("\(error)", remedy: "wait for it to end, or abort it with 'vgpu-migrate abort'")
+        }
+        report("migration \(record.id): \(vm) \(source.name) → \(destination.name), policy \(policy.name)")
+        do {
+            try await drive(&record)
+        } catch let failure as CommandFailure {
+            try await end(&record, .failed, failure.message)
+        } catch {
+            try await end(&record, .failed, "\(error)")
+        }
+        return record
+    }
+
+    // MARK: Steps
+
+    private func drive(_ record: inout MigrationRecord) async throws {
+        try await move(&record, to: .checking, "pre-flight check")
+        guard let connection = source.connection else {
+            throw CommandFailure("\(source.name) has no libvirt connection: the VM cannot be migrated from there")
+        }
+        guard let guest = try await connection.lookupDomain(vm) else {
+            throw CommandFailure("VM \(vm) is not defined on \(source.name)")
+        }
+        let active = try await guest.isActive()
+        let domain = try GuestDomain.parse(xml: try await guest.xml())
+        let cpu: CheckSubject.CPUComparison =
+            destination.connection == nil
+            ? .notChecked("no libvirt connection to \(destination.name)")
+            : .notChecked("compared by libvirt when the migration starts")
+        let subject = CheckSubject(
+            vmName: vm, vmState: active ? .running : .notRunning, domain: domain, sourceName: source.name,
+            source: source.facts, destinationName: destination.name, destination: destination.facts,
+            bandwidthMiBPerSecond: bandwidthMiBPerSecond, cpuComparison: cpu)
+        let check = CompatibilityRules.evaluate(subject, policy: policy.checks)
+        record.findings = check.findings
+        let failing = check.findings.filter { $0.severity == .fail && !forcedChecks.contains($0.check) }
+        guard failing.isEmpty else {
+            throw CommandFailure(
+                "pre-flight check failed: " + failing.map { "\($0.check): \($0.message)" }.joined(separator: "; "))
+        }
+        let forced = check.findings.filter { $0.severity == .fail }.map(\.check)
+        try await move(
+            &record, to: .reserving,
+            "checks passed" + (forced.isEmpty ? "" : ", forced past \(forced.joined(separator: ", "))"),
+            details: ["warnings": String(check.findings.filter { $0.severity == .warn }.count)])
+
+        // Reserve the destination's vGPUs and point the domain XML at them.
+        let vgpus = domain.vgpus(on: source.facts)
+        var destinationXML = try await guest.xml(migratable: true)
+        if !vgpus.isEmpty {
+            let types = Set(vgpus.compactMap { $0.hostVGPU?.typeID })
+            guard types.count == 1, let typeID = types.first, vgpus.allSatisfy({ $0.hostVGPU != nil }) else {
+                throw CommandFailure("the VM's vGPUs must all be known on \(source.name) and of one type")
+            }
+            guard let agent = destinationAgent else {
+                throw CommandFailure("\(destination.name) has no agent_url: no vGPU can be reserved there")
+            }
+            let request = ReservationRequest(
+                typeID: typeID, count: vgpus.count, owner: record.id,
+                leaseSeconds: Int(min(86_400, max(600, policy.completionTimeoutSecondsPerGiB * 4))),
+                idempotencyKey: "\(record.id)/reserve")
+            record.intents.append(
+                Intent(time: Date(), action: .reserve, details: ["type": typeID, "count": String(vgpus.count)]))
+            try await save(record)
+            let reservation = try await agent.reserve(request)
+            record.reservation = ReservationReference(
+                host: destination.name, id: reservation.id, devices: reservation.devices, state: reservation.state)
+            var mapping: [HostdevSource: HostdevSource] = [:]
+            for (vgpu, device) in zip(vgpus, reservation.devices) { mapping[vgpu.source] = device.hostdevSource }
+            destinationXML = try DomainXMLRewriter.rewrite(
+                destinationXML, mapping: mapping, vgpuSources: Set(vgpus.map(\.source)))
+        }
+        try await move(
+            &record, to: .migrating,
+            vgpus.isEmpty
+                ? "no vGPU to reserve" : "reserved \(record.reservation!.devices.count) vGPU(s) on \(destination.name)")
+
+        let outcome = try await migrate(
+            &record, guest: guest, domain: domain, vgpus: vgpus, destinationXML: destinationXML)
+        switch outcome {
+        case .completed:
+            try await move(&record, to: .completing, "switched over to \(destination.name)")
+            if let moved = try await destination.connection?.lookupDomain(vm) {
+                record.finalStats = try? await moved.jobStats(completed: true).sample(at: Date())
+            }
+            if let reservation = record.reservation, let agent = destinationAgent {
+                record.intents.append(Intent(time: Date(), action: .commit, details: ["reservation": reservation.id]))
+                try await save(record)
+                record.reservation?.state = try await agent.commit(reservation.id).state
+            }
+            try await move(
+                &record, to: .completed,
+                "VM runs on \(destination.name)"
+                    + (record.finalStats?.downtimeMilliseconds.map { ", downtime \($0) ms" } ?? ""))
+        case .aborted(let reason):
+            throw CommandFailure(reason)
+        case .cancelled:
+            try await releaseReservation(&record)
+            try await move(&record, to: .cancelled, "aborted by the operator; the VM stays on \(source.name)")
+        }
+    }
+
+    private enum Outcome {
+        case completed
+        case aborted(String)
+        case cancelled
+    }
+
+    private func migrate(
+        _ record: inout MigrationRecord, guest: LibvirtDomain, domain: GuestDomain, vgpus: [GuestVGPU],
+        destinationXML: String
+    ) async throws -> Outcome {
+        let framebuffer = vgpus.reduce(UInt64(0)) { $0 + ($1.type?.framebufferMiB ?? 0) << 20 }
+        let untracked = vgpus.reduce(UInt64(0)) { sum, vgpu in
+            let tracked =
+                vgpu.gpuAddress.flatMap { source.facts.gpu(containing: $0)?.board?.architecture.dirtyPageTracking }
+                ?? false
+            return sum + (tracked ? 0 : (vgpu.type?.framebufferMiB ?? 0) << 20)
+        }
+        var controller = DowntimeController(
+            policy: policy, memoryBytes: domain.memoryBytes, framebufferBytes: framebuffer,
+            untrackedFramebufferBytes: untracked)
+        var flags: MigrationFlags = .standard
+        if policy.checks.postCopy && vgpus.isEmpty { flags.insert(.postCopy) }
+        let parameters = MigrationParameters(
+            destinationXML: destinationXML, persistentXML: destinationXML,
+            migrateURI: destinationHost.migrationAddress.map { "tcp://\($0)" },
+            listenAddress: destinationHost.migrationAddress,
+            bandwidthMiBPerSecond: policy.bandwidthMiBPerSecond.map(UInt64.init))
+        guard let destinationURI = destinationHost.libvirtURI else {
+            throw CommandFailure("\(destination.name) has no libvirt_uri to migrate to")
+        }
+        record.intents.append(Intent(time: Date(), action: .startMigration, details: ["to": destinationURI]))
+        try await save(record)
+        report(
+            "migrating (\(domain.memoryBytes >> 20) MiB RAM, initial downtime limit \(controller.currentMilliseconds) ms)"
+        )
+
+        let started = Date()
+        let outcome = JobOutcome()
+        Task {
+            do {
+                try await guest.migrate(to: destinationURI, parameters: parameters, flags: flags)
+                outcome.finish(nil)
+            } catch {
+                outcome.finish(error)
+            }
+        }
+        var limitSet = false
+        var selfAborted: String?
+        while !outcome.isFinished {
+            // Sleep the monitor interval, waking early when the migration ends.
+            let wake = Date().addingTimeInterval(Double(policy.monitorIntervalMilliseconds) / 1000)
+            while !outcome.isFinished && Date() < wake { try? await Task.sleep(for: .milliseconds(20)) }
+            if outcome.isFinished { break }
+            guard let stats = try? await guest.jobStats(), stats.isActive else { continue }
+            let elapsed = Date().timeIntervalSince(started)
+            if !limitSet {
+                try? await guest.setMaxDowntime(milliseconds: UInt64(controller.currentMilliseconds))
+                record.downtimeSteps.append(
+                    DowntimeStep(
+                        time: Date(), milliseconds: controller.currentMilliseconds,
+                        reason: "initial (\(policy.schedule.kind))"))
+                limitSet = true
+            }
+            let sample = stats.sample(at: Date())
+            record.record(sample: sample)
+            switch controller.decide(elapsedSeconds: elapsed, sample: sample) {
+            case .keep:
+                break
+            case .raise(let ms, let reason), .forceSwitchover(let ms, let reason):
+                try? await guest.setMaxDowntime(milliseconds: UInt64(ms))
+                record.downtimeSteps.append(DowntimeStep(time: Date(), milliseconds: ms, reason: reason))
+                report("downtime limit \(ms) ms: \(reason)")
+            case .abort(let reason):
+                if selfAborted == nil {
+                    selfAborted = reason
+                    record.intents.append(Intent(time: Date(), action: .abort, details: ["reason": reason]))
+                    try await save(record)
+                    report("aborting: \(reason)")
+                    try? await guest.abortJob()
+                }
+            }
+            report(progress(sample, limit: controller.currentMilliseconds))
+            try await save(record)
+        }
+        guard let failure = outcome.error else { return .completed }
+        if let selfAborted { return .aborted("aborted by the policy: \(selfAborted); the VM stays on \(source.name)") }
+        if let error = failure as? LibvirtError, error.code == Self.operationAborted { return .cancelled }
+        throw CommandFailure("migration failed: \((failure as? LibvirtError)?.message ?? "\(failure)")")
+    }
+
+    private func progress(_ sample: JobSample, limit: Int) -> String {
+        let total = sample.dataTotalBytes ?? 0
+        let processed = sample.dataProcessedBytes ?? 0
+        let percent = total > 0 ? Int(Double(processed) / Double(total) * 100) : 0
+        return
+            "  \(sample.elapsedMilliseconds / 1000) s  \(percent)%  remaining \((sample.dataRemainingBytes ?? 0) >> 20) MiB"
+            + "  rate \((sample.memoryBytesPerSecond ?? 0) >> 20) MiB/s  dirty \(sample.dirtyPagesPerSecond ?? 0) pages/s"
+            + "  iteration \(sample.iteration ?? 0)  limit \(limit) ms"
+    }
+
+    // MARK: Ending
+
+    private func end(_ record: inout MigrationRecord, _ state: MigrationState, _ reason: String)
+        async throws(CommandFailure)
+    {
+        do {
+            try await releaseReservation(&record)
+        } catch {
+            record.intents.append(Intent(time: Date(), action: .release, details: ["failed": "\(error)"]))
+        }
+        if !record.state.isTerminal {
+            do {
+                try record.transition(to: state, reason: reason, at: Date())
+            } catch {
+                // Already ended; nothing to add.
+            }
+        }
+        do {
+            try await store.save(record)
+        } catch {
+            throw CommandFailure(
+                "the migration \(record.id) ended (\(state.rawValue)) but could not be recorded: \(error)")
+        }
+        report("\(state.rawValue): \(reason)")
+    }
+
+    private func releaseReservation(_ record: inout MigrationRecord) async throws {
+        guard let reservation = record.reservation, reservation.state == .active, let agent = destinationAgent else {
+            return
+        }
+        record.intents.append(Intent(time: Date(), action: .release, details: ["reservation": reservation.id]))
+        try await save(record)
+        record.reservation?.state = try await agent.release(reservation.id).state
+    }
+
+    private func move(
+        _ record: inout MigrationRecord, to state: MigrationState, _ reason: String, details: [String: String] = [:]
+    ) async throws {
+        try record.transition(to: state, reason: reason, details: details, at: Date())
+        try await save(record)
+        report("\(state.rawValue): \(reason)")
+    }
+
+    private func save(_ record: MigrationRecord) async throws {
+        try await store.save(record)
+    }
+}
+
+/// How the migration call ended, shared between its thread and the monitor loop.
+private final class JobOutcome: @unchecked Sendable {
+    private let lock = NSLock()
+    private var done = false
+    private var failure: (any Error)?
+
+    func finish(_ error: (any Error)?) {
+        lock.lock()
+        done = true
+        failure = error
+        lock.unlock()
+    }
+
+    var isFinished: Bool {
+        lock.lock()
+        defer { lock.unlock() }
+        return done
+    }
+
+    var error: (any Error)? {
+        lock.lock()
+        defer { lock.unlock() }
+        return failure
+    }
+}

@@ -1,0 +1,157 @@
+import Foundation
+import Testing
+import VGPUMigrationCore
+import VGPUTestSupport
+
+/// The lab as an inventory: both daemons, fixture T4 trees as their GPUs, data over loopback.
+func labInventory(_ lab: Lab, in directory: URL) throws -> String {
+    let file = directory.appendingPathComponent("hosts.yaml")
+    try """
+    hosts:
+      src:
+        libvirt_uri: \(lab.sourceURI)
+        sysfs_root: \(fixture("t4-a"))
+        migration_address: 127.0.0.1
+      dst:
+        libvirt_uri: \(lab.destinationURI)
+        sysfs_root: \(fixture("t4-b"))
+        migration_address: 127.0.0.1
+    """.write(to: file, atomically: true, encoding: .utf8)
+    return file.path
+}
+
+/// A guest with no operating system (the firmware idles), running on the lab's source.
+func startLabGuest(_ lab: Lab, name: String, memoryMiB: Int, in directory: URL) throws {
+    let type = FileManager.default.isWritableFile(atPath: "/dev/kvm") ? "kvm" : "qemu"
+    let file = directory.appendingPathComponent("\(name).xml")
+    try """
+    <domain type='\(type)'>
+      <name>\(name)</name>
+      <memory unit='MiB'>\(memoryMiB)</memory>
+      <vcpu>1</vcpu>
+      <os><type arch='x86_64' machine='pc'>hvm</type></os>
+      <devices><emulator>/usr/bin/qemu-system-x86_64</emulator><memballoon model='none'/></devices>
+    </domain>
+    """.write(to: file, atomically: true, encoding: .utf8)
+    #expect(try lab.virsh(lab.sourceURI, ["define", file.path]).status == 0)
+    #expect(try lab.virsh(lab.sourceURI, ["start", name]).status == 0)
+}
+
+/// The shipped policies plus one named `name` derived from `base` with `changes` applied.
+func policiesWith(_ name: String, from base: String, in directory: URL, _ changes: [(String, String)]) throws -> String
+{
+    let folder = directory.appendingPathComponent("policies")
+    try FileManager.default.copyItem(at: TestData.policies, to: folder)
+    var text = try TestData.text(TestData.policies.appendingPathComponent("\(base).yaml"))
+    for (old, new) in changes { text = text.replacingOccurrences(of: old, with: new) }
+    try text.write(to: folder.appendingPathComponent("\(name).yaml"), atomically: true, encoding: .utf8)
+    return folder.path
+}
+
+func runningOn(_ lab: Lab, _ name: String) throws -> [String] {
+    var hosts: [String] = []
+    for (host, uri) in [("src", lab.sourceURI), ("dst", lab.destinationURI)] {
+        if try lab.virsh(uri, ["domstate", name]).standardOutput.hasPrefix("running") { hosts.append(host) }
+    }
+    return hosts
+}
+
+@Suite("migrate in the two-host lab (real libvirt daemons and QEMU)", .serialized, .twoHostLab)
+struct MigrateInLabTests {
+    @Test("an idle guest migrates src → dst and back; the history shows every transition")
+    func thereAndBack() async throws {
+        let lab = try #require(Lab.current)
+        let directory = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        try startLabGuest(lab, name: "e2e-idle", memoryMiB: 256, in: directory)
+        let inventory = try labInventory(lab, in: directory)
+        let database = directory.appendingPathComponent("history.sqlite").path
+        let common = ["--inventory", inventory, "--database", database, "--policies", TestData.policies.path]
+
+        let there = try ProductRunner.run(
+            "vgpu-migrate", ["migrate", "e2e-idle", "--from", "src", "--to", "dst"] + common)
+        #expect(there.status == 0, "\(there.standardOutput)\(there.standardError)")
+        #expect(try runningOn(lab, "e2e-idle") == ["dst"])
+        let back = try ProductRunner.run(
+            "vgpu-migrate", ["migrate", "e2e-idle", "--from", "dst", "--to", "src", "--json"] + common)
+        #expect(back.status == 0, "\(back.standardError)")
+        #expect(try runningOn(lab, "e2e-idle") == ["src"])
+        let decoder = JSONDecoder()
+        decoder.dateDecodingStrategy = .iso8601
+        let record = try decoder.decode(MigrationRecord.self, from: Data(back.standardOutput.utf8))
+        #expect(record.state == .completed)
+        #expect(record.events.map(\.to) == [.checking, .reserving, .migrating, .completing, .completed])
+        #expect(record.finalStats?.downtimeMilliseconds != nil)
+        #expect(record.intents.map(\.action) == [.startMigration])
+
+        let history = try ProductRunner.run(
+            "vgpu-migrate", ["history", "--database", database, "--vm", "e2e-idle", "--json"])
+        let rows = try #require(
+            try JSONSerialization.jsonObject(with: Data(history.standardOutput.utf8)) as? [[String: Any]])
+        #expect(rows.map { $0["status"] as? String } == ["completed", "completed"])
+        #expect(rows.map { "\($0["source"] ?? "")→\($0["destination"] ?? "")" } == ["dst→src", "src→dst"])
+    }
+
+    @Test("abort ID from another process during a running migration: cancelled, guest on src")
+    func abortFromAnotherShell() async throws {
+        let lab = try #require(Lab.current)
+        let directory = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        // 2 GiB at 1 MiB/s runs for a while even with zero pages compressed.
+        try startLabGuest(lab, name: "e2e-abort", memoryMiB: 2048, in: directory)
+        let policies = try policiesWith(
+            "slow", from: "adaptive", in: directory,
+            [("  on_timeout: force-switchover", "  on_timeout: force-switchover\n  bandwidth_mib_per_s: 1")])
+        let inventory = try labInventory(lab, in: directory)
+        let database = directory.appendingPathComponent("history.sqlite").path
+        let migration = try RunningProcess(
+            try ProductRunner.executable("vgpu-migrate"),
+            [
+                "migrate", "e2e-abort", "--from", "src", "--to", "dst", "--policy", "slow", "--inventory", inventory,
+                "--database", database, "--policies", policies,
+            ], directory: directory)
+        defer { migration.stop() }
+        let line = try #require(migration.waitForLine { $0.hasPrefix("migrating (") }, "\(migration.standardError)")
+        #expect(line.contains("2048 MiB RAM"))
+        let id = try #require(
+            migration.standardOutput.split(separator: "\n").first?.split(separator: " ")[1].dropLast())
+        let abort = try ProductRunner.run(
+            "vgpu-migrate", ["abort", String(id), "--inventory", inventory, "--database", database])
+        #expect(abort.status == 0, "\(abort.standardError)")
+        #expect(migration.waitForLine(within: 60) { $0.hasPrefix("cancelled: ") } != nil, "\(migration.standardOutput)")
+        let show = try ProductRunner.run("vgpu-migrate", ["show", String(id), "--database", database, "--json"])
+        let decoder = JSONDecoder()
+        decoder.dateDecodingStrategy = .iso8601
+        let record = try decoder.decode(MigrationRecord.self, from: Data(show.standardOutput.utf8))
+        #expect(record.state == .cancelled)
+        #expect(try runningOn(lab, "e2e-abort") == ["src"])
+        #expect(try lab.virsh(lab.destinationURI, ["dominfo", "e2e-abort"]).status != 0)
+    }
+
+    @Test("a policy that runs out of time aborts: failed, guest still running on src")
+    func timeoutAborts() async throws {
+        let lab = try #require(Lab.current)
+        let directory = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        try startLabGuest(lab, name: "e2e-timeout", memoryMiB: 2048, in: directory)
+        // Fixed 300 ms, 1 MiB/s, 1 s per GiB: the completion timeout (2 s) comes long before the end.
+        let policies = try policiesWith(
+            "tight", from: "fixed-300ms", in: directory,
+            [
+                ("completion_timeout_s_per_gib: 800", "completion_timeout_s_per_gib: 1"),
+                ("  on_timeout: abort", "  on_timeout: abort\n  bandwidth_mib_per_s: 1"),
+            ])
+        let outcome = try ProductRunner.run(
+            "vgpu-migrate",
+            [
+                "migrate", "e2e-timeout", "--from", "src", "--to", "dst", "--policy", "tight", "--inventory",
+                try labInventory(lab, in: directory), "--database", directory.appendingPathComponent("h.sqlite").path,
+                "--policies", policies,
+            ])
+        #expect(outcome.status == 1)
+        #expect(
+            outcome.standardOutput.contains("aborting: completion timeout: 2 s passed"), "\(outcome.standardOutput)")
+        #expect(outcome.standardOutput.contains("failed: aborted by the policy: completion timeout"))
+        #expect(try runningOn(lab, "e2e-timeout") == ["src"])
+    }
+}
