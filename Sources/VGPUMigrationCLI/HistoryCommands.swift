@@ -120,9 +120,7 @@ struct ShowCommand: AsyncParsableCommand {
     @Flag(name: .customLong("json"), help: "Print JSON.") var json = false
 
     func validate() throws {
-        guard !id.isEmpty, id.count <= 36, id.allSatisfy({ $0.isHexDigit || $0 == "-" }) else {
-            throw ValidationError("'\(id)' is not a migration id (hex digits and '-')")
-        }
+        try HistoryText.validateMigrationID(id)
     }
 
     func run() async throws {
@@ -147,6 +145,20 @@ struct ShowCommand: AsyncParsableCommand {
 
 /// Renderings of the history.
 enum HistoryText {
+    /// A migration id or a prefix of one: hex digits and '-', nothing that could be a path.
+    static func validateMigrationID(_ id: String) throws {
+        guard !id.isEmpty, id.count <= 36, id.allSatisfy({ $0.isHexDigit || $0 == "-" }) else {
+            throw ValidationError("'\(id)' is not a migration id (hex digits and '-')")
+        }
+    }
+
+    /// ` (key=value, ...)`, or nothing for no details.
+    static func details(_ details: [String: String]) -> String {
+        details.isEmpty
+            ? ""
+            : " (" + details.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: ", ") + ")"
+    }
+
     static func json(_ value: some Encodable) throws -> String {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
@@ -188,13 +200,7 @@ enum HistoryText {
         if record.events.isEmpty { out += "  (no transition yet)\n" }
         for event in record.events {
             out += "  \(time(event.time))  \(event.from.rawValue) → \(event.to.rawValue): \(event.reason)"
-            if !event.details.isEmpty {
-                out +=
-                    " ("
-                    + event.details.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: ", ")
-                    + ")"
-            }
-            out += "\n"
+            out += details(event.details) + "\n"
         }
         if !record.downtimeSteps.isEmpty {
             out += "\nDowntime steps:\n"
@@ -229,13 +235,7 @@ enum HistoryText {
             out += "\nIntents recorded:\n"
             for intent in record.intents {
                 out += "  \(time(intent.time))  \(intent.action.rawValue)"
-                if !intent.details.isEmpty {
-                    out +=
-                        " ("
-                        + intent.details.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(
-                            separator: ", ") + ")"
-                }
-                out += "\n"
+                out += details(intent.details) + "\n"
             }
         }
         return out

@@ -92,9 +92,7 @@ struct AbortCommand: AsyncParsableCommand {
     @OptionGroup var database: DatabaseOption
 
     func validate() throws {
-        guard !id.isEmpty, id.count <= 36, id.allSatisfy({ $0.isHexDigit || $0 == "-" }) else {
-            throw ValidationError("'\(id)' is not a migration id (hex digits and '-')")
-        }
+        try HistoryText.validateMigrationID(id)
     }
 
     func run() async throws {

@@ -190,6 +190,33 @@ package struct Lab: Sendable {
         try? FileManager.default.removeItem(atPath: directory)
     }
 
+    /// Defines a guest with no operating system (the firmware idles) on the source host, with
+    /// an mdev hostdev when `mdev` is given, and starts it unless `start` is false. Returns the
+    /// outcomes of `virsh define` and `virsh start`.
+    @discardableResult
+    package func defineGuest(_ name: String, memoryMiB: Int, mdev: String? = nil, start: Bool = true) throws
+        -> [ProcessOutcome]
+    {
+        let type = FileManager.default.isWritableFile(atPath: "/dev/kvm") ? "kvm" : "qemu"
+        let hostdev =
+            mdev.map {
+                "<hostdev mode='subsystem' type='mdev' model='vfio-pci'><source><address uuid='\($0)'/></source></hostdev>"
+            } ?? ""
+        let file = URL(fileURLWithPath: directory).appendingPathComponent("\(name).xml")
+        try """
+        <domain type='\(type)'>
+          <name>\(name)</name>
+          <memory unit='MiB'>\(memoryMiB)</memory>
+          <vcpu>1</vcpu>
+          <os><type arch='x86_64' machine='pc'>hvm</type></os>
+          <devices><emulator>/usr/bin/qemu-system-x86_64</emulator>\(hostdev)<memballoon model='none'/></devices>
+        </domain>
+        """.write(to: file, atomically: true, encoding: .utf8)
+        var outcomes = [try virsh(sourceURI, ["define", file.path])]
+        if start { outcomes.append(try virsh(sourceURI, ["start", name])) }
+        return outcomes
+    }
+
     /// Runs `virsh -c URI arguments...`.
     @discardableResult
     package func virsh(_ uri: String, _ arguments: [String]) throws -> ProcessOutcome {

@@ -5,43 +5,14 @@ import VGPUTestSupport
 
 @Suite("check against the real libvirt daemons of the lab", .serialized, .twoHostLab)
 struct CheckAgainstLabTests {
-    /// Inventory of the lab: both daemons, with fixture T4 sysfs trees as their GPUs.
     func inventory(_ lab: Lab, in directory: URL) throws -> String {
-        let file = directory.appendingPathComponent("hosts.yaml")
-        try """
-        hosts:
-          src:
-            libvirt_uri: \(lab.sourceURI)
-            sysfs_root: \(fixture("t4-a"))
-          dst:
-            libvirt_uri: \(lab.destinationURI)
-            sysfs_root: \(fixture("t4-b"))
-        """.write(to: file, atomically: true, encoding: .utf8)
-        return file.path
+        try labInventory(lab, in: directory)
     }
 
-    /// A VM with no OS (the firmware idles), optionally with an mdev hostdev.
+    /// Defines a guest on the lab's source (with an mdev when given), expecting virsh to succeed.
     func defineVM(_ lab: Lab, name: String, mdev: String?, start: Bool, in directory: URL) throws {
-        let type = FileManager.default.isWritableFile(atPath: "/dev/kvm") ? "kvm" : "qemu"
-        let hostdev =
-            mdev.map {
-                "<hostdev mode='subsystem' type='mdev' model='vfio-pci'><source><address uuid='\($0)'/></source></hostdev>"
-            } ?? ""
-        let file = directory.appendingPathComponent("\(name).xml")
-        try """
-        <domain type='\(type)'>
-          <name>\(name)</name>
-          <memory unit='MiB'>64</memory>
-          <vcpu>1</vcpu>
-          <os><type arch='x86_64' machine='pc'>hvm</type></os>
-          <devices><emulator>/usr/bin/qemu-system-x86_64</emulator>\(hostdev)<memballoon model='none'/></devices>
-        </domain>
-        """.write(to: file, atomically: true, encoding: .utf8)
-        let defined = try lab.virsh(lab.sourceURI, ["define", file.path])
-        #expect(defined.status == 0, "\(defined.standardError)")
-        if start {
-            let started = try lab.virsh(lab.sourceURI, ["start", name])
-            #expect(started.status == 0, "\(started.standardError)")
+        for outcome in try lab.defineGuest(name, memoryMiB: 64, mdev: mdev, start: start) {
+            #expect(outcome.status == 0, "\(outcome.standardError)")
         }
     }
 

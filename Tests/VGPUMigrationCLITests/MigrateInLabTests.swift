@@ -20,21 +20,11 @@ func labInventory(_ lab: Lab, in directory: URL) throws -> String {
     return file.path
 }
 
-/// A guest with no operating system (the firmware idles), running on the lab's source.
-func startLabGuest(_ lab: Lab, name: String, memoryMiB: Int, in directory: URL) throws {
-    let type = FileManager.default.isWritableFile(atPath: "/dev/kvm") ? "kvm" : "qemu"
-    let file = directory.appendingPathComponent("\(name).xml")
-    try """
-    <domain type='\(type)'>
-      <name>\(name)</name>
-      <memory unit='MiB'>\(memoryMiB)</memory>
-      <vcpu>1</vcpu>
-      <os><type arch='x86_64' machine='pc'>hvm</type></os>
-      <devices><emulator>/usr/bin/qemu-system-x86_64</emulator><memballoon model='none'/></devices>
-    </domain>
-    """.write(to: file, atomically: true, encoding: .utf8)
-    #expect(try lab.virsh(lab.sourceURI, ["define", file.path]).status == 0)
-    #expect(try lab.virsh(lab.sourceURI, ["start", name]).status == 0)
+/// Defines and starts a guest on the lab's source, expecting both to succeed.
+func startLabGuest(_ lab: Lab, name: String, memoryMiB: Int) throws {
+    for outcome in try lab.defineGuest(name, memoryMiB: memoryMiB) {
+        #expect(outcome.status == 0, "\(outcome.standardError)")
+    }
 }
 
 /// The shipped policies plus one named `name` derived from `base` with `changes` applied.
@@ -63,7 +53,7 @@ struct MigrateInLabTests {
         let lab = try #require(Lab.current)
         let directory = try temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: directory) }
-        try startLabGuest(lab, name: "e2e-idle", memoryMiB: 256, in: directory)
+        try startLabGuest(lab, name: "e2e-idle", memoryMiB: 256)
         let inventory = try labInventory(lab, in: directory)
         let database = directory.appendingPathComponent("history.sqlite").path
         let common = ["--inventory", inventory, "--database", database, "--policies", TestData.policies.path]
@@ -98,7 +88,7 @@ struct MigrateInLabTests {
         let directory = try temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: directory) }
         // 2 GiB at 1 MiB/s runs for a while even with zero pages compressed.
-        try startLabGuest(lab, name: "e2e-abort", memoryMiB: 2048, in: directory)
+        try startLabGuest(lab, name: "e2e-abort", memoryMiB: 2048)
         let policies = try policiesWith(
             "slow", from: "adaptive", in: directory,
             [("  on_timeout: force-switchover", "  on_timeout: force-switchover\n  bandwidth_mib_per_s: 1")])
@@ -133,7 +123,7 @@ struct MigrateInLabTests {
         let lab = try #require(Lab.current)
         let directory = try temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: directory) }
-        try startLabGuest(lab, name: "e2e-timeout", memoryMiB: 2048, in: directory)
+        try startLabGuest(lab, name: "e2e-timeout", memoryMiB: 2048)
         // Fixed 300 ms, 1 MiB/s, 1 s per GiB: the completion timeout (2 s) comes long before the end.
         let policies = try policiesWith(
             "tight", from: "fixed-300ms", in: directory,

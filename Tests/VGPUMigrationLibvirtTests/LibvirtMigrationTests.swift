@@ -5,23 +5,11 @@ import VGPUTestSupport
 
 @testable import VGPUMigrationLibvirt
 
-/// Defines and starts a guest with no operating system (the firmware idles) on the lab's source.
+/// Defines and starts a guest on the lab's source, expecting both to succeed.
 func startGuest(_ lab: Lab, name: String, memoryMiB: Int) throws {
-    let directory = URL(fileURLWithPath: lab.directory)
-    let type = FileManager.default.isWritableFile(atPath: "/dev/kvm") ? "kvm" : "qemu"
-    let file = directory.appendingPathComponent("\(name).xml")
-    try """
-    <domain type='\(type)'>
-      <name>\(name)</name>
-      <memory unit='MiB'>\(memoryMiB)</memory>
-      <vcpu>1</vcpu>
-      <os><type arch='x86_64' machine='pc'>hvm</type></os>
-      <devices><emulator>/usr/bin/qemu-system-x86_64</emulator><memballoon model='none'/></devices>
-    </domain>
-    """.write(to: file, atomically: true, encoding: .utf8)
-    #expect(try lab.virsh(lab.sourceURI, ["define", file.path]).status == 0)
-    let started = try lab.virsh(lab.sourceURI, ["start", name])
-    #expect(started.status == 0, "\(started.standardError)")
+    for outcome in try lab.defineGuest(name, memoryMiB: memoryMiB) {
+        #expect(outcome.status == 0, "\(outcome.standardError)")
+    }
 }
 
 /// Both hosts are on this machine: the data stream goes over loopback.
