@@ -53,26 +53,30 @@ struct MigrateCommand: AsyncParsableCommand {
         let sourceHost = try InventoryAccess.host(source, in: inventory)
         let destinationHost = try InventoryAccess.host(destination, in: inventory)
         let store = try await database.open()
+        // A migration of this VM abandoned by a coordinator that stopped is settled first.
+        let json = self.json
+        let say: @Sendable (String) -> Void = { line in
+            if json {
+                FileHandle.standardError.write(Data((line + "\n").utf8))
+            } else {
+                print(line)
+                fflush(nil)
+            }
+        }
+        _ = try await Reconciler(store: store, inventory: inventory, loader: loader, staleAfterSeconds: 60, report: say)
+            .reconcileAll(vm: vm)
         let sourceFacts = try await loader.load(sourceHost)
         let destinationFacts = try await loader.load(destinationHost)
         let agent =
             destinationHost.agentURL == nil
             ? nil : try loader.agentClient(destinationHost, label: "host \(destination)")
-        let json = self.json
         let run = MigrationRun(
             store: store, source: sourceFacts, destination: destinationFacts, destinationAgent: agent,
             destinationHost: destinationHost, policy: policy, vm: vm,
             bandwidthMiBPerSecond: inventory.bandwidth(from: source, to: destination),
             forcedChecks: Set(
                 (force ?? "").split(separator: ",").map { String($0).trimmingCharacters(in: .whitespaces) }),
-            report: { line in
-                if json {
-                    FileHandle.standardError.write(Data((line + "\n").utf8))
-                } else {
-                    print(line)
-                    fflush(nil)
-                }
-            })
+            report: say)
         let record = try await run.run()
         if json { print(try HistoryText.json(record)) }
         if record.state != .completed { throw ExitCode(CommandFailure.failed) }

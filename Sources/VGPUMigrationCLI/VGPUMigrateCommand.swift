@@ -11,7 +11,8 @@ package struct VGPUMigrateCommand: AsyncParsableCommand {
             """,
         version: "0.1.0",
         subcommands: [
-            InspectCommand.self, CheckCommand.self, MigrateCommand.self, AbortCommand.self, HistoryCommand.self,
+            InspectCommand.self, CheckCommand.self, MigrateCommand.self, AbortCommand.self, ReconcileCommand.self,
+            HistoryCommand.self,
             ShowCommand.self, PolicyCommand.self,
         ]
     )

@@ -22,7 +22,7 @@ package final class PostgresHistoryStore: HistoryStore {
         // One direct attempt first: the pool would keep retrying a server that is not there.
         do {
             let connection = try await PostgresConnection.connect(
-                configuration: store.connectionConfiguration, id: 0, logger: Logger(label: "vgpu-migrate.postgres"))
+                configuration: store.connectionConfiguration, id: 0, logger: quietLogger())
             try await connection.close()
         } catch {
             throw .unavailable("\(store.location): \(String(reflecting: error))")
@@ -60,7 +60,7 @@ package final class PostgresHistoryStore: HistoryStore {
             database: database.isEmpty ? nil : database, tls: directTLS)
         direct.options.connectTimeout = TimeAmount.seconds(10)
         connectionConfiguration = direct
-        client = PostgresClient(configuration: configuration, backgroundLogger: Logger(label: "vgpu-migrate.postgres"))
+        client = PostgresClient(configuration: configuration, backgroundLogger: quietLogger())
         let client = self.client
         runner = Task { await client.run() }
         location = "postgres://\(username)@\(host):\(url.port ?? 5432)/\(database)"
@@ -231,4 +231,11 @@ package final class PostgresHistoryStore: HistoryStore {
         }
         return try texts.map { (text) throws(HistoryStoreError) in try decodeRecord(text) }
     }
+}
+
+/// postgres-nio logs connection attempts at info level; the store reports failures itself.
+private func quietLogger() -> Logger {
+    var logger = Logger(label: "vgpu-migrate.postgres")
+    logger.logLevel = .error
+    return logger
 }

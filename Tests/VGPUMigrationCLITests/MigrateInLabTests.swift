@@ -144,4 +144,56 @@ struct MigrateInLabTests {
         #expect(outcome.standardOutput.contains("failed: aborted by the policy: completion timeout"))
         #expect(try runningOn(lab, "e2e-timeout") == ["src"])
     }
+
+    @Test("SIGKILL of the coordinator while migrating, then reconcile: failed, guest on src, job gone")
+    func killedWhileMigrating() async throws {
+        let lab = try #require(Lab.current)
+        let directory = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        try startLabGuest(lab, name: "e2e-killed", memoryMiB: 2048)
+        let policies = try policiesWith(
+            "slow", from: "adaptive", in: directory,
+            [("  on_timeout: force-switchover", "  on_timeout: force-switchover\n  bandwidth_mib_per_s: 1")])
+        let inventory = try labInventory(lab, in: directory)
+        let database = directory.appendingPathComponent("history.sqlite").path
+        let migration = try RunningProcess(
+            try ProductRunner.executable("vgpu-migrate"),
+            [
+                "migrate", "e2e-killed", "--from", "src", "--to", "dst", "--policy", "slow", "--inventory", inventory,
+                "--database", database, "--policies", policies,
+            ], directory: directory)
+        #expect(migration.waitForLine { $0.hasPrefix("migrating (") } != nil, "\(migration.standardError)")
+        migration.kill()
+        let reconcile = try ProductRunner.run(
+            "vgpu-migrate",
+            [
+                "reconcile", "--stale-after", "0", "--inventory", inventory, "--database", database, "--policies",
+                policies,
+                "--json",
+            ])
+        #expect(reconcile.status == 0, "\(reconcile.standardError)")
+        let decoder = JSONDecoder()
+        decoder.dateDecodingStrategy = .iso8601
+        let settled = try decoder.decode([MigrationRecord].self, from: Data(reconcile.standardOutput.utf8))
+        let record = try #require(settled.only)
+        #expect(record.state == .failed)
+        #expect(record.events.suffix(2).map(\.to) == [.unknown, .failed])
+        #expect(try runningOn(lab, "e2e-killed") == ["src"])
+        // No migration job is left running for the VM (the aborted job may take a moment to end).
+        let jobGone = try await eventually(within: 30) {
+            try lab.virsh(lab.sourceURI, ["domjobinfo", "e2e-killed"]).standardOutput.contains("None")
+        }
+        let jobInfo = try lab.virsh(lab.sourceURI, ["domjobinfo", "e2e-killed"])
+        #expect(jobGone, "\(jobInfo.standardOutput)\(jobInfo.standardError)")
+    }
+}
+
+/// Polls `condition` for up to `seconds` (state that changes in the background); no timing asserted.
+func eventually(within seconds: Double, _ condition: () async throws -> Bool) async rethrows -> Bool {
+    let deadline = Date().addingTimeInterval(seconds)
+    while Date() < deadline {
+        if try await condition() { return true }
+        try? await Task.sleep(for: .milliseconds(100))
+    }
+    return try await condition()
 }

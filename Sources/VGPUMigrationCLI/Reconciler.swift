@@ -1,0 +1,191 @@
+import ArgumentParser
+import Foundation
+import VGPUAgentClient
+import VGPUCommandSupport
+import VGPUMigrationCore
+import VGPUMigrationLibvirt
+import VGPUPolicies
+
+/// Settles migrations that did not reach a terminal state (the coordinator died): asks libvirt
+/// where the VM runs and whether a job is active, asks the destination agent which reservations
+/// the migration holds, and ends each record `completed` (reservation committed) or `failed`
+/// (job aborted, reservation released, VM on the source). Nothing is left reserved.
+struct Reconciler {
+    var store: any HistoryStore
+    var inventory: HostInventoryConfig
+    var loader: HostFactsLoader
+    /// A record not updated for this long has lost its coordinator (a running one saves at every
+    /// step and every monitor interval); younger ones are left to the coordinator driving them.
+    var staleAfterSeconds: Double
+    var report: @Sendable (String) -> Void
+
+    /// Settles every abandoned record (of `vm` only, when given); returns them as they ended.
+    func reconcileAll(vm: String? = nil) async throws(CommandFailure) -> [MigrationRecord] {
+        let unfinished: [MigrationRecord]
+        do {
+            unfinished = try await store.unfinished()
+        } catch {
+            throw CommandFailure("\(error)")
+        }
+        var settled: [MigrationRecord] = []
+        for record in unfinished where vm == nil || record.vm == vm {
+            if Date().timeIntervalSince(record.updatedAt) < staleAfterSeconds {
+                report(
+                    "\(record.id): \(record.state.rawValue), updated \(Int(Date().timeIntervalSince(record.updatedAt))) s ago; left to its coordinator"
+                )
+                continue
+            }
+            settled.append(try await reconcile(record))
+        }
+        return settled
+    }
+
+    func reconcile(_ original: MigrationRecord) async throws(CommandFailure) -> MigrationRecord {
+        var record = original
+        let startedMigration = record.intents.contains { $0.action == .startMigration }
+        // Where is the VM, and is a job still running? Only asked once a migration was started.
+        var runsOnDestination = false
+        var location = "the migration had not started; the VM is on \(record.source)"
+        if startedMigration {
+            let source = try await connection(record.source)
+            let sourceGuest = try await domain(record.vm, on: source, host: record.source)
+            var aborted = false
+            if let sourceGuest, let stats = try? await sourceGuest.jobStats(), stats.isActive {
+                // The coordinator that watched this job is gone: stop it rather than let it run unmanaged.
+                try? await sourceGuest.abortJob()
+                aborted = true
+            }
+            let onSource = (try? await sourceGuest?.isActive()) == true
+            let destination = try await connection(record.destination)
+            let moved = try await domain(record.vm, on: destination, host: record.destination)
+            let onDestination = (try? await moved?.isActive()) == true
+            runsOnDestination = onDestination && !onSource
+            if runsOnDestination {
+                location = "the VM runs on \(record.destination)"
+                record.finalStats = try? await moved?.jobStats(completed: true).sample(at: Date())
+            } else {
+                location =
+                    (aborted ? "its migration job was still running and was aborted; " : "")
+                    + "the VM is on \(record.source)"
+            }
+        }
+
+        // Settle the reservations the migration holds on the destination.
+        if let host = inventory.host(named: record.destination), host.agentURL != nil {
+            let agent = try loader.agentClient(host, label: "host \(record.destination)")
+            let held: [Reservation]
+            do {
+                held = try await agent.reservations().filter { $0.request.owner == record.id && $0.state == .active }
+            } catch {
+                throw CommandFailure(
+                    "cannot ask \(record.destination)'s agent about migration \(record.id): \(error)",
+                    exitCode: CommandFailure.unreachable)
+            }
+            for reservation in held {
+                do {
+                    let settled =
+                        runsOnDestination
+                        ? try await agent.commit(reservation.id) : try await agent.release(reservation.id)
+                    record.intents.append(
+                        Intent(
+                            time: Date(), action: runsOnDestination ? .commit : .release,
+                            details: ["reservation": reservation.id]))
+                    record.reservation = ReservationReference(
+                        host: record.destination, id: settled.id, devices: settled.devices, state: settled.state)
+                } catch {
+                    throw CommandFailure(
+                        "cannot settle reservation \(reservation.id) of migration \(record.id): \(error)",
+                        exitCode: CommandFailure.unreachable)
+                }
+            }
+        }
+
+        let outcome: MigrationState = runsOnDestination ? .completed : .failed
+        let reason = "reconciled after the coordinator stopped in \(record.state.rawValue): \(location)"
+        do {
+            if record.state != .unknown {
+                try record.transition(to: .unknown, reason: "the coordinator stopped; outcome unknown", at: Date())
+            }
+            try record.transition(to: outcome, reason: reason, at: Date())
+        } catch {
+            throw CommandFailure("migration \(record.id): \(error)")
+        }
+        do {
+            try await store.save(record)
+        } catch {
+            throw CommandFailure("cannot record the outcome of \(record.id): \(error)")
+        }
+        report("\(record.id): \(outcome.rawValue) (\(reason))")
+        return record
+    }
+
+    private func connection(_ host: String) async throws(CommandFailure) -> LibvirtConnection {
+        guard let uri = inventory.host(named: host)?.libvirtURI else {
+            throw CommandFailure(
+                "host \(host) has no libvirt_uri in the inventory: cannot tell where the VM runs",
+                exitCode: CommandFailure.usageOrConfiguration)
+        }
+        do {
+            return try await LibvirtConnection.open(uri: uri)
+        } catch {
+            throw CommandFailure(
+                "cannot reach host \(host) through libvirt: \(error)", exitCode: CommandFailure.unreachable)
+        }
+    }
+
+    private func domain(_ name: String, on connection: LibvirtConnection, host: String) async throws(CommandFailure)
+        -> LibvirtDomain?
+    {
+        do {
+            return try await connection.lookupDomain(name)
+        } catch {
+            throw CommandFailure("cannot look up \(name) on \(host): \(error)", exitCode: CommandFailure.unreachable)
+        }
+    }
+}
+
+/// `vgpu-migrate reconcile`: settles migrations left unfinished by a coordinator that stopped.
+struct ReconcileCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "reconcile",
+        abstract: "Settle migrations left unfinished by a coordinator that stopped (also run before each migrate).",
+        discussion: """
+            For each migration not in a terminal state: a migration job still running is aborted; if the VM \
+            runs on the destination the record ends completed and its reservation is committed, otherwise it \
+            ends failed and its reservation is released. Exit 0 when everything was settled.
+            """
+    )
+
+    @Option(name: .customLong("inventory"), help: ArgumentHelp("Inventory file.", valueName: "file")) var inventoryPath:
+        String?
+    @OptionGroup var policies: PolicyDirectoryOption
+    @OptionGroup var database: DatabaseOption
+    @Option(
+        name: .customLong("stale-after"), help: "Seconds without an update after which a migration counts as abandoned."
+    )
+    var staleAfter = 60.0
+    @Flag(name: .customLong("json"), help: "Print the settled records as JSON.") var json = false
+
+    func validate() throws {
+        if !(0...86_400).contains(staleAfter) {
+            throw ValidationError("--stale-after must be between 0 and 86400 seconds")
+        }
+    }
+
+    func run() async throws {
+        let store = try await database.open()
+        let inventory = try InventoryAccess.load(path: inventoryPath)
+        let directory = try PolicyDirectory.locate(explicit: policies.policies)
+        let base = URL(fileURLWithPath: inventoryPath ?? HostInventoryFile.defaultPath).deletingLastPathComponent()
+        let reconciler = Reconciler(
+            store: store, inventory: inventory,
+            loader: HostFactsLoader(catalog: try PolicyDirectory.boardCatalog(in: directory), baseDirectory: base),
+            staleAfterSeconds: staleAfter, report: { line in if !json { print(line) } })
+        let settled = try await reconciler.reconcileAll()
+        if json {
+            print(try HistoryText.json(settled))
+        } else if settled.isEmpty {
+            print("Nothing to reconcile.")
+        }
+    }
+}

@@ -1,0 +1,123 @@
+import Foundation
+import Testing
+import VGPUAgentClient
+import VGPUMigrationCore
+import VGPUMigrationStorage
+import VGPUTestSupport
+
+/// A real vgpu-agent over a copy of a fixture tree, for the tests in this file.
+func startAgent(fixture name: String, in directory: URL) throws -> (RunningProcess, url: String, tree: URL) {
+    let tree = directory.appendingPathComponent("tree-\(name)")
+    try FileManager.default.copyItem(at: URL(fileURLWithPath: fixture(name)), to: tree)
+    try "operator op-0123456789abcdef-token\n".write(
+        to: directory.appendingPathComponent("tokens"), atomically: true, encoding: .utf8)
+    try "op-0123456789abcdef-token\n".write(
+        to: directory.appendingPathComponent("token"), atomically: true, encoding: .utf8)
+    let agent = try RunningProcess(
+        try ProductRunner.executable("vgpu-agent"),
+        [
+            "--sysfs-root", tree.path, "--listen", "127.0.0.1:0", "--state-dir",
+            directory.appendingPathComponent("agent-state").path,
+            "--tokens", directory.appendingPathComponent("tokens").path, "--insecure-http", "--policies",
+            TestData.policies.path,
+        ], directory: directory)
+    let line = try #require(agent.waitForLine { $0.hasPrefix("vgpu-agent listening on ") }, "\(agent.standardError)")
+    return (agent, String(line.dropFirst("vgpu-agent listening on ".count)), tree)
+}
+
+/// A record as a coordinator that died would have left it, last updated ten minutes ago.
+func abandoned(vm: String, state: MigrationState, intents: [Intent.Action]) throws -> MigrationRecord {
+    let start = Date().addingTimeInterval(-600)
+    var record = MigrationRecord(
+        id: UUID().uuidString.lowercased(), vm: vm, source: "src", destination: "dst", policy: "adaptive", at: start)
+    let path: [MigrationState] = [.checking, .reserving, .migrating, .completing]
+    for step in path {
+        try record.transition(to: step, reason: "step", at: start)
+        if step == state { break }
+    }
+    record.intents = intents.map { Intent(time: start, action: $0) }
+    return record
+}
+
+@Suite("reconcile: abandoned migrations end settled, nothing left reserved")
+struct ReconcileTests {
+    @Test("an abandoned migration that had reserved: failed, its reservation released, the device gone")
+    func releasesReservation() async throws {
+        let directory = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let (agent, url, tree) = try startAgent(fixture: "t4-b", in: directory)
+        defer { agent.stop() }
+        let database = directory.appendingPathComponent("history.sqlite").path
+        let store = try SQLiteHistoryStore(path: database)
+        let record = try abandoned(vm: "vm-t4", state: .reserving, intents: [.reserve])
+        try await store.begin(record)
+        let client = AgentClient(endpoint: AgentEndpoint(baseURL: url, token: "op-0123456789abcdef-token"))
+        let reservation = try await client.reserve(
+            ReservationRequest(
+                typeID: "nvidia-232", count: 1, owner: record.id, leaseSeconds: 3600,
+                idempotencyKey: "\(record.id)/reserve"))
+        try """
+        hosts:
+          src:
+            sysfs_root: \(fixture("t4-a"))
+          dst:
+            agent_url: \(url)
+            credentials: token
+        """.write(to: directory.appendingPathComponent("hosts.yaml"), atomically: true, encoding: .utf8)
+        let outcome = try ProductRunner.run(
+            "vgpu-migrate",
+            [
+                "reconcile", "--inventory", directory.appendingPathComponent("hosts.yaml").path, "--database", database,
+                "--policies", TestData.policies.path,
+            ])
+        #expect(outcome.status == 0, "\(outcome.standardOutput)\(outcome.standardError)")
+        #expect(
+            outcome.standardOutput.contains(
+                "\(record.id): failed (reconciled after the coordinator stopped in reserving"))
+        let settled = try #require(try await store.record(id: record.id))
+        #expect(settled.state == .failed)
+        #expect(settled.events.suffix(2).map(\.to) == [.unknown, .failed])
+        #expect(settled.reservation?.state == .released)
+        #expect(try await client.reservation(reservation.id).state == .released)
+        let devices =
+            (try? FileManager.default.contentsOfDirectory(
+                atPath: tree.appendingPathComponent("sys/bus/mdev/devices").path)) ?? []
+        #expect(devices.isEmpty)
+        let again = try ProductRunner.run(
+            "vgpu-migrate",
+            [
+                "reconcile", "--inventory", directory.appendingPathComponent("hosts.yaml").path, "--database", database,
+                "--policies", TestData.policies.path,
+            ])
+        #expect(again.standardOutput == "Nothing to reconcile.\n")
+    }
+
+    @Test("a migration still being driven (recently updated) is left to its coordinator")
+    func leavesLiveOnes() async throws {
+        let directory = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let database = directory.appendingPathComponent("history.sqlite").path
+        let store = try SQLiteHistoryStore(path: database)
+        var record = MigrationRecord(
+            id: UUID().uuidString.lowercased(), vm: "vm-live", source: "src", destination: "dst", policy: "adaptive",
+            at: Date())
+        try record.transition(to: .checking, reason: "pre-flight", at: Date())
+        try await store.begin(record)
+        try "hosts:\n  src:\n    sysfs_root: \(fixture("t4-a"))\n  dst:\n    sysfs_root: \(fixture("t4-b"))\n".write(
+            to: directory.appendingPathComponent("hosts.yaml"), atomically: true, encoding: .utf8)
+        let outcome = try ProductRunner.run(
+            "vgpu-migrate",
+            [
+                "reconcile", "--inventory", directory.appendingPathComponent("hosts.yaml").path, "--database", database,
+                "--policies", TestData.policies.path,
+            ])
+        #expect(outcome.status == 0)
+        #expect(outcome.standardOutput.contains("left to its coordinator"))
+        #expect(try await store.record(id: record.id)?.state == .checking)
+    }
+}
+
+extension Array {
+    /// The single element, or nil when there are none or several.
+    var only: Element? { count == 1 ? first : nil }
+}
