@@ -72,7 +72,10 @@ struct MigrationRun {
             throw CommandFailure(
                 "pre-flight check failed: " + failing.map { "\($0.check): \($0.message)" }.joined(separator: "; "))
         }
-        let forced = check.findings.filter { $0.severity == .fail }.map(\.check)
+        var forced: [String] = []
+        for finding in check.findings where finding.severity == .fail && !forced.contains(finding.check) {
+            forced.append(finding.check)
+        }
         try await move(
             &record, to: .reserving,
             "checks passed" + (forced.isEmpty ? "" : ", forced past \(forced.joined(separator: ", "))"),
@@ -89,9 +92,12 @@ struct MigrationRun {
             guard let agent = destinationAgent else {
                 throw CommandFailure("\(destination.name) has no agent_url: no vGPU can be reserved there")
             }
+            // The lease outlives the longest the policy lets the migration run, plus slack for the
+            // commit; a crashed coordinator's reservation still ends by itself.
+            let gibibytes = max(1, Double(domain.memoryBytes + Self.framebufferBytes(vgpus)) / 1_073_741_824)
             let request = ReservationRequest(
                 typeID: typeID, count: vgpus.count, owner: record.id,
-                leaseSeconds: Int(min(86_400, max(600, policy.completionTimeoutSecondsPerGiB * 4))),
+                leaseSeconds: Int(min(86_400, policy.completionTimeoutSecondsPerGiB * gibibytes + 600)),
                 idempotencyKey: "\(record.id)/reserve")
             record.intents.append(
                 Intent(time: Date(), action: .reserve, details: ["type": typeID, "count": String(vgpus.count)]))
@@ -134,6 +140,11 @@ struct MigrationRun {
         }
     }
 
+    /// The vGPU framebuffer of all the VM's vGPUs, in bytes.
+    private static func framebufferBytes(_ vgpus: [GuestVGPU]) -> UInt64 {
+        vgpus.reduce(UInt64(0)) { $0 + ($1.type?.framebufferMiB ?? 0) << 20 }
+    }
+
     private enum Outcome {
         case completed
         case aborted(String)
@@ -144,7 +155,7 @@ struct MigrationRun {
         _ record: inout MigrationRecord, guest: LibvirtDomain, domain: GuestDomain, vgpus: [GuestVGPU],
         destinationXML: String
     ) async throws -> Outcome {
-        let framebuffer = vgpus.reduce(UInt64(0)) { $0 + ($1.type?.framebufferMiB ?? 0) << 20 }
+        let framebuffer = Self.framebufferBytes(vgpus)
         let untracked = vgpus.reduce(UInt64(0)) { sum, vgpu in
             let tracked =
                 vgpu.gpuAddress.flatMap { source.facts.gpu(containing: $0)?.board?.architecture.dirtyPageTracking }

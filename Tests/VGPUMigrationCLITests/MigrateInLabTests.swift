@@ -186,6 +186,72 @@ struct MigrateInLabTests {
         let jobInfo = try lab.virsh(lab.sourceURI, ["domjobinfo", "e2e-killed"])
         #expect(jobGone, "\(jobInfo.standardOutput)\(jobInfo.standardError)")
     }
+
+    @Test(
+        "a vGPU VM: the destination agent reserves, the XML is rewritten; when libvirt refuses, the reservation is released"
+    )
+    func vgpuReservationReleasedOnFailure() async throws {
+        let lab = try #require(Lab.current)
+        let directory = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        // Defined with the fixture T4's vGPU on src, not started: no real mdev exists here.
+        for outcome in try lab.defineGuest(
+            "e2e-vgpu", memoryMiB: 256, mdev: "5b1f0a7c-3e2d-4c1b-8a9f-6e5d4c3b2a10", start: false)
+        {
+            #expect(outcome.status == 0, "\(outcome.standardError)")
+        }
+        let (agent, url, tree) = try startAgent(fixture: "t4-b", in: directory)
+        defer { agent.stop() }
+        let inventory = directory.appendingPathComponent("hosts.yaml")
+        try """
+        hosts:
+          src:
+            libvirt_uri: \(lab.sourceURI)
+            sysfs_root: \(fixture("t4-a"))
+            migration_address: 127.0.0.1
+          dst:
+            libvirt_uri: \(lab.destinationURI)
+            agent_url: \(url)
+            credentials: token
+            migration_address: 127.0.0.1
+        """.write(to: inventory, atomically: true, encoding: .utf8)
+        let database = directory.appendingPathComponent("history.sqlite").path
+        let refused = try ProductRunner.run(
+            "vgpu-migrate",
+            [
+                "migrate", "e2e-vgpu", "--from", "src", "--to", "dst", "--inventory", inventory.path, "--database",
+                database,
+                "--policies", TestData.policies.path,
+            ])
+        #expect(refused.status == 1)
+        #expect(
+            refused.standardOutput.contains("failed: pre-flight check failed: vm.exists"), "\(refused.standardOutput)")
+
+        let outcome = try ProductRunner.run(
+            "vgpu-migrate",
+            [
+                "migrate", "e2e-vgpu", "--from", "src", "--to", "dst", "--inventory", inventory.path, "--database",
+                database,
+                "--policies", TestData.policies.path, "--force", "vm.exists,versions.qemu", "--json",
+            ])
+        #expect(outcome.status == 1, "\(outcome.standardError)")
+        let decoder = JSONDecoder()
+        decoder.dateDecodingStrategy = .iso8601
+        let record = try decoder.decode(MigrationRecord.self, from: Data(outcome.standardOutput.utf8))
+        #expect(record.state == .failed)
+        #expect(record.events.map(\.to) == [.checking, .reserving, .migrating, .failed])
+        #expect(record.events[1].reason == "checks passed, forced past vm.exists, versions.qemu")
+        #expect(record.intents.map(\.action) == [.reserve, .startMigration, .release])
+        let reservation = try #require(record.reservation)
+        #expect(reservation.state == .released)
+        #expect(reservation.devices.map(\.typeID) == ["nvidia-232"])
+        #expect(reservation.devices.first?.function == PCIAddress("0000:3b:00.0"))
+        let devices =
+            (try? FileManager.default.contentsOfDirectory(
+                atPath: tree.appendingPathComponent("sys/bus/mdev/devices").path)) ?? []
+        #expect(devices.isEmpty)
+        #expect(outcome.standardError.contains("migrating: reserved 1 vGPU(s) on dst"))
+    }
 }
 
 /// Polls `condition` for up to `seconds` (state that changes in the background); no timing asserted.
