@@ -185,12 +185,31 @@ package final class LibvirtDomain: @unchecked Sendable {
 
     /// Migrates the domain to the libvirt daemon at `destinationURI` (peer-to-peer: the source
     /// daemon connects to it) and returns when the migration has ended.
+    ///
+    /// libvirt's remote driver serializes the calls of one connection, so the migration runs on
+    /// a connection of its own (opened on its own thread): job statistics, new downtime limits
+    /// and an abort on this domain's connection are answered while it runs.
     package func migrate(to destinationURI: String, parameters: MigrationParameters, flags: MigrationFlags) async throws
     {
         let domain = handle
         let name = self.name
+        let sourceURI = connection.uri
         try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
             let thread = Thread {
+                guard let own = virConnectOpen(sourceURI) else {
+                    continuation.resume(
+                        throwing: LibvirtError.last(operation: "connecting to \(sourceURI) to migrate \(name)"))
+                    return
+                }
+                defer { virConnectClose(own) }
+                var uuid = [CChar](repeating: 0, count: Int(VIR_UUID_STRING_BUFLEN))
+                guard virDomainGetUUIDString(domain.value, &uuid) == 0,
+                    let migrating = virDomainLookupByUUIDString(own, uuid)
+                else {
+                    continuation.resume(throwing: LibvirtError.last(operation: "looking up \(name) to migrate it"))
+                    return
+                }
+                defer { virDomainFree(migrating) }
                 var params: virTypedParameterPtr?
                 var count: Int32 = 0
                 var capacity: Int32 = 0
@@ -208,7 +227,7 @@ package final class LibvirtDomain: @unchecked Sendable {
                 if let connections = parameters.parallelConnections {
                     virTypedParamsAddInt(&params, &count, &capacity, "parallel.connections", connections)
                 }
-                if virDomainMigrateToURI3(domain.value, destinationURI, params, UInt32(count), flags.rawValue) == 0 {
+                if virDomainMigrateToURI3(migrating, destinationURI, params, UInt32(count), flags.rawValue) == 0 {
                     continuation.resume()
                 } else {
                     continuation.resume(

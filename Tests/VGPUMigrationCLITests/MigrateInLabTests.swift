@@ -1,6 +1,8 @@
 import Foundation
 import Testing
+import VGPUAgentClient
 import VGPUMigrationCore
+import VGPUMigrationStorage
 import VGPUTestSupport
 
 /// The lab as an inventory: both daemons, fixture T4 trees as their GPUs, data over loopback.
@@ -251,6 +253,65 @@ struct MigrateInLabTests {
                 atPath: tree.appendingPathComponent("sys/bus/mdev/devices").path)) ?? []
         #expect(devices.isEmpty)
         #expect(outcome.standardError.contains("migrating: reserved 1 vGPU(s) on dst"))
+    }
+
+    @Test(
+        "reconcile of a migration whose VM already runs on the destination: completed, reservation committed, device kept"
+    )
+    func reconcileCommits() async throws {
+        let lab = try #require(Lab.current)
+        let directory = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        try startLabGuest(lab, name: "e2e-moved", memoryMiB: 256)
+        let (agent, url, tree) = try startAgent(fixture: "t4-b", in: directory)
+        defer { agent.stop() }
+        let inventory = directory.appendingPathComponent("hosts.yaml")
+        try """
+        hosts:
+          src:
+            libvirt_uri: \(lab.sourceURI)
+            sysfs_root: \(fixture("t4-a"))
+            migration_address: 127.0.0.1
+          dst:
+            libvirt_uri: \(lab.destinationURI)
+            agent_url: \(url)
+            credentials: token
+            migration_address: 127.0.0.1
+        """.write(to: inventory, atomically: true, encoding: .utf8)
+        let database = directory.appendingPathComponent("history.sqlite").path
+        // The switchover happened (the VM runs on dst), then the coordinator died before committing.
+        let moved = try ProductRunner.run(
+            "vgpu-migrate",
+            [
+                "migrate", "e2e-moved", "--from", "src", "--to", "dst", "--inventory", inventory.path, "--database",
+                database, "--policies", TestData.policies.path,
+            ])
+        #expect(moved.status == 0, "\(moved.standardOutput)\(moved.standardError)")
+        let store = try SQLiteHistoryStore(path: database)
+        let record = try abandoned(vm: "e2e-moved", state: .migrating, intents: [.reserve, .startMigration])
+        try await store.begin(record)
+        let client = AgentClient(endpoint: AgentEndpoint(baseURL: url, token: "op-0123456789abcdef-token"))
+        let reservation = try await client.reserve(
+            ReservationRequest(
+                typeID: "nvidia-232", count: 1, owner: record.id, leaseSeconds: 3600,
+                idempotencyKey: "\(record.id)/reserve"))
+
+        let outcome = try ProductRunner.run(
+            "vgpu-migrate",
+            [
+                "reconcile", "--inventory", inventory.path, "--database", database, "--policies",
+                TestData.policies.path,
+            ])
+        #expect(outcome.status == 0, "\(outcome.standardOutput)\(outcome.standardError)")
+        let settled = try #require(try await store.record(id: record.id))
+        #expect(settled.state == .completed)
+        #expect(settled.events.last?.reason.contains("the VM runs on dst") == true)
+        #expect(settled.reservation?.state == .committed)
+        #expect(try await client.reservation(reservation.id).state == .committed)
+        let devices =
+            (try? FileManager.default.contentsOfDirectory(
+                atPath: tree.appendingPathComponent("sys/bus/mdev/devices").path)) ?? []
+        #expect(devices == reservation.devices.map(\.id))
     }
 }
 

@@ -46,8 +46,8 @@ struct LibvirtMigrationTests {
     @Test("a running migration reports job statistics, takes a new downtime limit, and can be aborted")
     func abortRunning() async throws {
         let lab = try #require(Lab.current)
-        // 4 GiB at 1 MiB/s: even with QEMU's zero-page encoding the job runs for several seconds.
-        try startGuest(lab, name: "mig-abort", memoryMiB: 4096)
+        // 16 GiB at 1 MiB/s: even with QEMU's zero-page encoding the job runs for about half a minute.
+        try startGuest(lab, name: "mig-abort", memoryMiB: 16384)
         let source = try await LibvirtConnection.open(uri: lab.sourceURI)
         let destination = try await LibvirtConnection.open(uri: lab.destinationURI)
         let guest = try #require(try await source.lookupDomain("mig-abort"))
