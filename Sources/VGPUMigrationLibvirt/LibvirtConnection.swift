@@ -102,14 +102,32 @@ package final class LibvirtConnection: @unchecked Sendable {
         }
     }
 
-    /// Total and free host memory in bytes (`virNodeGetInfo`, `virNodeGetFreeMemory`).
+    /// Total host memory and the memory available to a new guest, in bytes: free + buffers +
+    /// page cache (`virNodeGetMemoryStats`); where a driver has no such statistics, the kernel's
+    /// free memory (`virNodeGetFreeMemory`), which leaves the page cache out.
     package func memory() async throws -> (total: UInt64, free: UInt64) {
         try await call { (connection) throws(LibvirtError) in
             var info = virNodeInfo()
             guard virNodeGetInfo(connection, &info) == 0 else { throw LibvirtError.last(operation: "virNodeGetInfo") }
+            let total = UInt64(info.memory) * 1024
+            let allCells = VIR_NODE_MEMORY_STATS_ALL_CELLS.rawValue
+            var count: Int32 = 0
+            if virNodeGetMemoryStats(connection, allCells, nil, &count, 0) == 0, count > 0 {
+                var stats = [virNodeMemoryStats](repeating: virNodeMemoryStats(), count: Int(count))
+                if virNodeGetMemoryStats(connection, allCells, &stats, &count, 0) == 0 {
+                    var available: UInt64 = 0
+                    for stat in stats.prefix(Int(count)) {
+                        let field = withUnsafeBytes(of: stat.field) { bytes in
+                            String(decoding: bytes.prefix { $0 != 0 }, as: UTF8.self)
+                        }
+                        if ["free", "buffers", "cached"].contains(field) { available += stat.value * 1024 }
+                    }
+                    if available > 0 { return (total, available) }
+                }
+            }
             let free = virNodeGetFreeMemory(connection)
             if free == 0 { throw LibvirtError.last(operation: "virNodeGetFreeMemory") }
-            return (UInt64(info.memory) * 1024, UInt64(free))
+            return (total, UInt64(free))
         }
     }
 

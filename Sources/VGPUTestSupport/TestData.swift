@@ -217,6 +217,16 @@ package struct Lab: Sendable {
         return outcomes
     }
 
+    /// SIGKILLs the libvirt daemon of `host` ("src" or "dst"), as a crash would end it.
+    package func killDaemon(_ host: String) throws {
+        let pidFile = "\(directory)/hosts/\(host)/run/libvirtd.pid"
+        let text = try String(contentsOfFile: pidFile, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
+        guard let pid = Int32(text) else {
+            throw CocoaError(.fileReadCorruptFile, userInfo: [NSLocalizedDescriptionKey: "\(pidFile) holds no pid"])
+        }
+        kill(pid, SIGKILL)
+    }
+
     /// Runs `virsh -c URI arguments...`.
     @discardableResult
     package func virsh(_ uri: String, _ arguments: [String]) throws -> ProcessOutcome {

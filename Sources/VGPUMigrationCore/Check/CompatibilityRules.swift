@@ -318,18 +318,18 @@ package enum CompatibilityRules {
         guard let free = subject.destination.freeMemoryBytes else {
             return CompatibilityFinding(
                 "memory.destination", .warn,
-                "free memory on \(subject.destinationName) is unknown (the VM needs \(mib(needed)) MiB)",
+                "available memory on \(subject.destinationName) is unknown (the VM needs \(mib(needed)) MiB)",
                 remedy: "give the host a libvirt URI in the inventory")
         }
         if free < needed {
             return CompatibilityFinding(
                 "memory.destination", .fail,
-                "\(subject.destinationName) has \(mib(free)) MiB free; the VM needs \(mib(needed)) MiB",
+                "\(subject.destinationName) has \(mib(free)) MiB available; the VM needs \(mib(needed)) MiB",
                 remedy: "free memory there or choose another destination")
         }
         return CompatibilityFinding(
             "memory.destination", .pass,
-            "\(subject.destinationName) has \(mib(free)) MiB free for the VM's \(mib(needed)) MiB")
+            "\(subject.destinationName) has \(mib(free)) MiB available for the VM's \(mib(needed)) MiB")
     }
 
     static func cpu(_ subject: CheckSubject) -> CompatibilityFinding {

@@ -241,7 +241,8 @@ package struct HostInventory: Sendable, Hashable, Codable {
     package var hypervisorVersion: String?
     /// The host UUID libvirt reports (`<host><uuid>` of the capabilities).
     package var hostUUID: String?
-    /// Memory of the host and how much is free, in bytes, when read through libvirt.
+    /// Memory of the host and how much a new guest can have (free + buffers + page cache), in
+    /// bytes, when read through libvirt.
     package var totalMemoryBytes: UInt64?
     package var freeMemoryBytes: UInt64?
     /// Host CPU model and architecture from libvirt's capabilities.

@@ -175,7 +175,7 @@ struct CompatibilityRulesTests {
             "vm-t4", from: try F.host("t4-a"), "t4-a", to: destination, "t4-b", cpu: .incompatible("no avx512"))
         #expect(report.severities("memory.destination") == [.fail])
         #expect(
-            report.finding("memory.destination").first?.message.contains("8192 MiB free; the VM needs 16384 MiB")
+            report.finding("memory.destination").first?.message.contains("8192 MiB available; the VM needs 16384 MiB")
                 == true)
         #expect(report.severities("cpu.compatible") == [.fail])
     }
