@@ -177,23 +177,8 @@ struct CheckCommandTests {
     func throughAgent() throws {
         let directory = try temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: directory) }
-        try FileManager.default.copyItem(
-            at: URL(fileURLWithPath: fixture("t4-b")), to: directory.appendingPathComponent("tree"))
-        try "operator op-0123456789abcdef-token\n".write(
-            to: directory.appendingPathComponent("tokens"), atomically: true, encoding: .utf8)
-        try "op-0123456789abcdef-token\n".write(
-            to: directory.appendingPathComponent("token"), atomically: true, encoding: .utf8)
-        let agent = try RunningProcess(
-            try ProductRunner.executable("vgpu-agent"),
-            [
-                "--sysfs-root", directory.appendingPathComponent("tree").path, "--listen", "127.0.0.1:0", "--state-dir",
-                directory.appendingPathComponent("state").path, "--tokens",
-                directory.appendingPathComponent("tokens").path,
-                "--insecure-http", "--policies", TestData.policies.path,
-            ], directory: directory)
+        let (agent, url, _) = try startAgent(fixture: "t4-b", in: directory)
         defer { agent.stop() }
-        let line = try #require(agent.waitForLine { $0.hasPrefix("vgpu-agent listening on ") })
-        let url = line.dropFirst("vgpu-agent listening on ".count)
         try """
         hosts:
           t4-a:

@@ -6,8 +6,11 @@ import VGPUMigrationStorage
 import VGPUTestSupport
 
 /// The lab as an inventory: both daemons, fixture T4 trees as their GPUs, data over loopback.
-func labInventory(_ lab: Lab, in directory: URL) throws -> String {
+/// With `destinationAgent`, dst's GPUs come from that agent (token in the file `token`).
+func labInventory(_ lab: Lab, in directory: URL, destinationAgent: String? = nil) throws -> String {
     let file = directory.appendingPathComponent("hosts.yaml")
+    let destinationGPUs =
+        destinationAgent.map { "agent_url: \($0)\n    credentials: token" } ?? "sysfs_root: \(fixture("t4-b"))"
     try """
     hosts:
       src:
@@ -16,7 +19,7 @@ func labInventory(_ lab: Lab, in directory: URL) throws -> String {
         migration_address: 127.0.0.1
       dst:
         libvirt_uri: \(lab.destinationURI)
-        sysfs_root: \(fixture("t4-b"))
+        \(destinationGPUs)
         migration_address: 127.0.0.1
     """.write(to: file, atomically: true, encoding: .utf8)
     return file.path
@@ -204,19 +207,7 @@ struct MigrateInLabTests {
         }
         let (agent, url, tree) = try startAgent(fixture: "t4-b", in: directory)
         defer { agent.stop() }
-        let inventory = directory.appendingPathComponent("hosts.yaml")
-        try """
-        hosts:
-          src:
-            libvirt_uri: \(lab.sourceURI)
-            sysfs_root: \(fixture("t4-a"))
-            migration_address: 127.0.0.1
-          dst:
-            libvirt_uri: \(lab.destinationURI)
-            agent_url: \(url)
-            credentials: token
-            migration_address: 127.0.0.1
-        """.write(to: inventory, atomically: true, encoding: .utf8)
+        let inventory = URL(fileURLWithPath: try labInventory(lab, in: directory, destinationAgent: url))
         let database = directory.appendingPathComponent("history.sqlite").path
         let refused = try ProductRunner.run(
             "vgpu-migrate",
@@ -265,19 +256,7 @@ struct MigrateInLabTests {
         try startLabGuest(lab, name: "e2e-moved", memoryMiB: 256)
         let (agent, url, tree) = try startAgent(fixture: "t4-b", in: directory)
         defer { agent.stop() }
-        let inventory = directory.appendingPathComponent("hosts.yaml")
-        try """
-        hosts:
-          src:
-            libvirt_uri: \(lab.sourceURI)
-            sysfs_root: \(fixture("t4-a"))
-            migration_address: 127.0.0.1
-          dst:
-            libvirt_uri: \(lab.destinationURI)
-            agent_url: \(url)
-            credentials: token
-            migration_address: 127.0.0.1
-        """.write(to: inventory, atomically: true, encoding: .utf8)
+        let inventory = URL(fileURLWithPath: try labInventory(lab, in: directory, destinationAgent: url))
         let database = directory.appendingPathComponent("history.sqlite").path
         // The switchover happened (the VM runs on dst), then the coordinator died before committing.
         let moved = try ProductRunner.run(
