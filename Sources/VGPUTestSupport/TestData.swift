@@ -217,6 +217,36 @@ package struct Lab: Sendable {
         return outcomes
     }
 
+    /// Defines and starts the lab guest (`scripts/lab guest`): a no-OS kernel that dirties
+    /// `dirtyMiBPerSecond` of its `workingSetMiB` and checks every page it wrote.
+    /// `spoiledPages` pages are spoiled once at start, to see the check report them.
+    package func startCheckingGuest(
+        _ name: String, dirtyMiBPerSecond: Int, workingSetMiB: Int, memoryMiB: Int, on host: String = "src",
+        spoiledPages: Int = 0
+    ) throws -> ProcessOutcome {
+        try Lab.script(
+            [
+                "guest", name, String(dirtyMiBPerSecond), String(workingSetMiB), String(memoryMiB), host,
+                String(spoiledPages),
+            ], directory: directory)
+    }
+
+    /// Destroys and undefines `name` on both hosts, wherever it is (the lab guest keeps a host
+    /// CPU busy while it runs).
+    package func removeGuest(_ name: String) {
+        for uri in [sourceURI, destinationURI] {
+            _ = try? virsh(uri, ["destroy", name])
+            _ = try? virsh(uri, ["undefine", name])
+        }
+    }
+
+    /// The lab guest's once-a-second reports on `host` ("src" or "dst"), oldest first.
+    package func guestReports(_ name: String, on host: String) -> [GuestReport] {
+        let log = "\(directory)/hosts/\(host)/log/qemu/\(name)-serial.log"
+        guard let text = try? String(contentsOfFile: log, encoding: .utf8) else { return [] }
+        return text.split(separator: "\n").compactMap { GuestReport(line: String($0)) }
+    }
+
     /// SIGKILLs the libvirt daemon of `host` ("src" or "dst"), as a crash would end it.
     package func killDaemon(_ host: String) throws {
         let pidFile = "\(directory)/hosts/\(host)/run/libvirtd.pid"
@@ -231,5 +261,35 @@ package struct Lab: Sendable {
     @discardableResult
     package func virsh(_ uri: String, _ arguments: [String]) throws -> ProcessOutcome {
         try ProcessOutcome.run(URL(fileURLWithPath: "/usr/bin/virsh"), ["-q", "-c", uri] + arguments)
+    }
+}
+
+/// One line of the lab guest's serial output:
+/// `lab-guest tick=N generation=G dirty=R achieved=A checked=C errors=E`.
+package struct GuestReport: Equatable, Sendable {
+    package var tick: Int
+    package var generation: Int
+    package var dirtyMiBPerSecond: Int
+    package var achievedMiBPerSecond: Int
+    package var checkedPages: Int
+    package var errors: Int
+
+    package init?(line: String) {
+        guard line.hasPrefix("lab-guest tick=") else { return nil }
+        var values: [String: Int] = [:]
+        for field in line.split(separator: " ").dropFirst() {
+            let pair = field.split(separator: "=", maxSplits: 1)
+            guard pair.count == 2, let value = Int(pair[1]) else { return nil }
+            values[String(pair[0])] = value
+        }
+        guard let tick = values["tick"], let generation = values["generation"], let dirty = values["dirty"],
+            let achieved = values["achieved"], let checked = values["checked"], let errors = values["errors"]
+        else { return nil }
+        self.tick = tick
+        self.generation = generation
+        self.dirtyMiBPerSecond = dirty
+        self.achievedMiBPerSecond = achieved
+        self.checkedPages = checked
+        self.errors = errors
     }
 }
