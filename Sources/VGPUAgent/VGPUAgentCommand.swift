@@ -161,7 +161,7 @@ package struct VGPUAgentCommand: AsyncParsableCommand {
             application = try AgentServer.application(
                 configuration: configuration, book: book, allocator: allocator, logger: logger
             ) { port in
-                FileHandle.standardOutput.write(Data("vgpu-agent listening on \(scheme)://\(host):\(port)\n".utf8))
+                CommandRunner.writeLine("vgpu-agent listening on \(scheme)://\(host):\(port)", to: STDOUT_FILENO)
             }
         } catch {
             throw CommandFailure("cannot set up the server: \(error)", exitCode: CommandFailure.usageOrConfiguration)

@@ -6,6 +6,9 @@ import Foundation
 /// version requests exit 0.
 package enum CommandRunner {
     package static func runAndExit<Root: ParsableCommand>(_ root: Root.Type, arguments: [String]?) async -> Never {
+        // An output whose reader went away (`| head`) must not end a migration halfway: writes
+        // to it fail instead of the process being killed.
+        signal(SIGPIPE, SIG_IGN)
         do {
             var command = try root.parseAsRoot(arguments)
             if var asyncCommand = command as? any AsyncParsableCommand {
@@ -26,7 +29,19 @@ package enum CommandRunner {
         }
     }
 
+    /// Writes a line to standard error; a closed standard error is ignored.
     package static func writeStandardError(_ text: String) {
-        FileHandle.standardError.write(Data((text + "\n").utf8))
+        writeLine(text, to: STDERR_FILENO)
+    }
+
+    /// Writes a line to a file descriptor; a closed reader is ignored.
+    package static func writeLine(_ text: String, to descriptor: Int32) {
+        var bytes = Array((text + "\n").utf8)[...]
+        while !bytes.isEmpty {
+            let written = bytes.withUnsafeBytes { write(descriptor, $0.baseAddress, $0.count) }
+            if written < 0 && errno == EINTR { continue }
+            if written <= 0 { return }
+            bytes = bytes.dropFirst(written)
+        }
     }
 }

@@ -57,7 +57,7 @@ struct MigrateCommand: AsyncParsableCommand {
         let json = self.json
         let say: @Sendable (String) -> Void = { line in
             if json {
-                FileHandle.standardError.write(Data((line + "\n").utf8))
+                CommandRunner.writeStandardError(line)
             } else {
                 print(line)
                 fflush(nil)

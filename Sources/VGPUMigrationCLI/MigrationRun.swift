@@ -196,7 +196,7 @@ struct MigrationRun {
         while !outcome.isFinished {
             // Sleep the monitor interval, waking early when the migration ends.
             let wake = Date().addingTimeInterval(Double(policy.monitorIntervalMilliseconds) / 1000)
-            while !outcome.isFinished && Date() < wake { try? await Task.sleep(for: .milliseconds(20)) }
+            while !outcome.isFinished && Date() < wake { try? await Task.sleep(for: .milliseconds(5)) }
             if outcome.isFinished { break }
             guard let stats = try? await guest.jobStats(), stats.isActive else { continue }
             let elapsed = Date().timeIntervalSince(started)

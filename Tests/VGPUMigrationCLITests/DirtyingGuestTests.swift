@@ -20,7 +20,7 @@ struct DirtyingGuestTests {
         let start = try lab.startCheckingGuest(
             "spoiled", dirtyMiBPerSecond: 50, workingSetMiB: 32, memoryMiB: 64, spoiledPages: 3)
         #expect(start.status == 0, "\(start.standardError)")
-        let reported = try await eventually(within: 60) {
+        let reported = await eventually(within: 60) {
             lab.guestReports("spoiled", on: "src").contains { $0.errors > 0 }
         }
         #expect(reported)
@@ -35,7 +35,7 @@ struct DirtyingGuestTests {
         defer { lab.removeGuest("idle") }
         let start = try lab.startCheckingGuest("idle", dirtyMiBPerSecond: 0, workingSetMiB: 64, memoryMiB: 256)
         #expect(start.status == 0, "\(start.standardError)")
-        #expect(try await eventually(within: 60) { !lab.guestReports("idle", on: "src").isEmpty })
+        #expect(await eventually(within: 60) { !lab.guestReports("idle", on: "src").isEmpty })
         let common = [
             "--inventory", try labInventory(lab, in: directory), "--database",
             directory.appendingPathComponent("history.sqlite").path, "--policies", TestData.policies.path,
@@ -48,7 +48,7 @@ struct DirtyingGuestTests {
             #expect(try runningOn(lab, "idle") == [to])
             // The guest goes on where it was (its tick count continues) and checks every page again.
             #expect(
-                try await eventually(within: 60) {
+                await eventually(within: 60) {
                     lab.guestReports("idle", on: to).contains { $0.tick > before + 1 }
                 })
             let after = lab.guestReports("idle", on: to).filter { $0.tick > before }
@@ -115,7 +115,7 @@ struct DirtyingGuestTests {
         #expect(start.status == 0, "\(start.standardError)")
         // Wait until the guest runs at its rate.
         #expect(
-            try await eventually(within: 60) {
+            await eventually(within: 60) {
                 (lab.guestReports(name, on: "src").last?.achievedMiBPerSecond ?? 0) >= dirtyRate * 9 / 10
             }, "\(lab.guestReports(name, on: "src"))")
         let onTimeout = base == "adaptive" ? "  on_timeout: force-switchover" : "  on_timeout: abort"
@@ -139,7 +139,7 @@ struct DirtyingGuestTests {
         // and after a switchover its ticks and generations go on from where the source left them.
         let lastOnSource = lab.guestReports(name, on: "src").last
         let seen = lab.guestReports(name, on: host).last?.tick ?? 0
-        let settled = try await eventually(within: 60) {
+        let settled = await eventually(within: 60) {
             lab.guestReports(name, on: host).filter { $0.tick > seen }.count >= 2
         }
         let reports = lab.guestReports(name, on: host)

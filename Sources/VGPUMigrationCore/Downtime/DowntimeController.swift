@@ -105,6 +105,19 @@ package struct DowntimeController: Sendable {
             return .keep
         case .adaptive(_, let margin):
             guard let remaining, let rate = sample.memoryBytesPerSecond, rate > 0 else { return .keep }
+            // During the first pass the remaining data is memory not sent yet, not what the guest
+            // dirties: a limit set from it would trade downtime for nothing.
+            guard let iteration = sample.iteration, iteration >= 2 else { return .keep }
+            // A guest that dirties less than half of what the link sends converges under the
+            // limit in force; only a framebuffer that moves while paused needs a higher one.
+            // Without a dirty rate, remaining data that shrinks says the same (one sample is
+            // not enough to tell).
+            if untrackedFramebufferBytes == 0 {
+                let converging =
+                    sample.dirtyPagesPerSecond.map { $0 * Self.pageBytes * 2 < rate }
+                    ?? lastRemaining.map { remaining < $0 } ?? true
+                if converging { return .keep }
+            }
             let neededSeconds = Double(remaining + untrackedFramebufferBytes) / Double(rate)
             let target = Int((neededSeconds * 1000 * margin).rounded(.up))
             guard target > currentMilliseconds, target <= cap else { return .keep }
@@ -116,6 +129,9 @@ package struct DowntimeController: Sendable {
                     + " at \(mib(rate)) MiB/s, +\(Int(((margin - 1) * 100).rounded()))%")
         }
     }
+
+    /// Guest page size for QEMU's dirty-page rate (x86).
+    private static let pageBytes: UInt64 = 4096
 
     private mutating func raise(_ milliseconds: Int, _ reason: String) -> DowntimeDecision {
         let value = min(milliseconds, cap)

@@ -14,10 +14,13 @@ func policy(_ schedule: DowntimeSchedule, cap: Int, onTimeout: TimeoutAction = .
         bandwidthMiBPerSecond: nil)
 }
 
-func sample(_ elapsed: Double, remainingMiB: UInt64, rateMiB: UInt64 = 100, iteration: UInt64 = 1) -> JobSample {
+func sample(
+    _ elapsed: Double, remainingMiB: UInt64, rateMiB: UInt64 = 100, iteration: UInt64 = 1, dirtyMiB: UInt64? = nil
+) -> JobSample {
     JobSample(
         time: Date(timeIntervalSince1970: elapsed), elapsedMilliseconds: UInt64(elapsed * 1000),
-        dataRemainingBytes: remainingMiB << 20, memoryBytesPerSecond: rateMiB << 20, iteration: iteration)
+        dataRemainingBytes: remainingMiB << 20, memoryBytesPerSecond: rateMiB << 20,
+        dirtyPagesPerSecond: dirtyMiB.map { $0 * 256 }, iteration: iteration)
 }
 
 @Suite("Downtime controller")
@@ -46,14 +49,41 @@ struct DowntimeControllerTests {
         var controller = DowntimeController(
             policy: policy(.adaptive(initialMilliseconds: 300, margin: 1.25), cap: 2000),
             memoryBytes: 4 * Self.gib, framebufferBytes: 0, untrackedFramebufferBytes: 0)
+        // First pass: what remains is memory not sent yet, whatever it would need.
+        #expect(controller.decide(elapsedSeconds: 1, sample: sample(1, remainingMiB: 120)) == .keep)
         // 400 MiB at 100 MiB/s needs 4 s: over the cap, wait.
-        #expect(controller.decide(elapsedSeconds: 1, sample: sample(1, remainingMiB: 400)) == .keep)
+        #expect(
+            controller.decide(elapsedSeconds: 2, sample: sample(2, remainingMiB: 400, iteration: 2, dirtyMiB: 90))
+                == .keep)
         // 120 MiB at 100 MiB/s needs 1.2 s → 1500 ms with 25 %.
         #expect(
-            controller.decide(elapsedSeconds: 2, sample: sample(2, remainingMiB: 120))
+            controller.decide(elapsedSeconds: 3, sample: sample(3, remainingMiB: 120, iteration: 3, dirtyMiB: 90))
                 == .raise(milliseconds: 1500, reason: "needs 1200 ms: 120 MiB remaining at 100 MiB/s, +25%"))
         // Never lowered.
-        #expect(controller.decide(elapsedSeconds: 3, sample: sample(3, remainingMiB: 10)) == .keep)
+        #expect(
+            controller.decide(elapsedSeconds: 4, sample: sample(4, remainingMiB: 10, iteration: 4, dirtyMiB: 90))
+                == .keep)
+    }
+
+    @Test("adaptive leaves a guest that converges by itself at the limit in force (low downtime)")
+    func adaptiveConverging() {
+        var controller = DowntimeController(
+            policy: policy(.adaptive(initialMilliseconds: 300, margin: 1.25), cap: 2000),
+            memoryBytes: 4 * Self.gib, framebufferBytes: 0, untrackedFramebufferBytes: 0)
+        // Dirtying 20 MiB/s on a 100 MiB/s link: each pass is a fifth of the one before.
+        #expect(
+            controller.decide(elapsedSeconds: 1, sample: sample(1, remainingMiB: 120, iteration: 2, dirtyMiB: 20))
+                == .keep)
+        // Without a dirty rate, shrinking remaining data says the same.
+        var unmeasured = DowntimeController(
+            policy: policy(.adaptive(initialMilliseconds: 300, margin: 1.25), cap: 2000),
+            memoryBytes: 4 * Self.gib, framebufferBytes: 0, untrackedFramebufferBytes: 0)
+        #expect(unmeasured.decide(elapsedSeconds: 1, sample: sample(1, remainingMiB: 150, iteration: 2)) == .keep)
+        #expect(unmeasured.decide(elapsedSeconds: 2, sample: sample(2, remainingMiB: 120, iteration: 2)) == .keep)
+        // ... and growing remaining data says it does not converge.
+        #expect(
+            unmeasured.decide(elapsedSeconds: 3, sample: sample(3, remainingMiB: 130, iteration: 3))
+                == .raise(milliseconds: 1625, reason: "needs 1300 ms: 130 MiB remaining at 100 MiB/s, +25%"))
     }
 
     @Test("adaptive counts the framebuffer that moves while paused")
@@ -63,7 +93,7 @@ struct DowntimeControllerTests {
             memoryBytes: 4 * Self.gib, framebufferBytes: 2 * Self.gib, untrackedFramebufferBytes: 2 * Self.gib)
         guard
             case .raise(let ms, let reason) = controller.decide(
-                elapsedSeconds: 1, sample: sample(1, remainingMiB: 100, rateMiB: 1024))
+                elapsedSeconds: 1, sample: sample(1, remainingMiB: 100, rateMiB: 1024, iteration: 2, dirtyMiB: 1))
         else {
             Issue.record("expected a raise")
             return
