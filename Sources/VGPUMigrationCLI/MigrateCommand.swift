@@ -36,6 +36,11 @@ struct MigrateCommand: AsyncParsableCommand {
     @Flag(name: .customLong("json"), help: "Print the final record as JSON (progress goes to standard error).")
     var json = false
 
+    /// Names a point where the coordinator stops and waits to be killed, for crash tests: a state
+    /// (`requested`, `checking`, `reserving`, `migrating`, `completing`) just entered, or
+    /// `reserved` (the destination agent reserved, the record does not say so yet).
+    static let pauseVariable = "VGPU_MIGRATE_TEST_PAUSE"
+
     func validate() throws {
         if source == destination { throw ValidationError("--from and --to name the same host") }
         if !policyName.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "-" || $0 == "_" }) {
@@ -63,10 +68,13 @@ struct MigrateCommand: AsyncParsableCommand {
                 fflush(nil)
             }
         }
-        _ = try await Reconciler(store: store, inventory: inventory, loader: loader, staleAfterSeconds: 60, report: say)
-            .reconcileAll(vm: vm)
-        let sourceFacts = try await loader.load(sourceHost)
-        let destinationFacts = try await loader.load(destinationHost)
+        _ = try await Reconciler(
+            store: store, inventory: inventory, loader: loader, staleAfterSeconds: 60,
+            policyNamed: { [policies] name in try? policies.load(name).0 }, report: say
+        ).reconcileAll(vm: vm)
+        async let loadingSource = loader.load(sourceHost)
+        async let loadingDestination = loader.load(destinationHost)
+        let (sourceFacts, destinationFacts) = try await (loadingSource, loadingDestination)
         let agent =
             destinationHost.agentURL == nil
             ? nil : try loader.agentClient(destinationHost, label: "host \(destination)")
@@ -76,7 +84,7 @@ struct MigrateCommand: AsyncParsableCommand {
             bandwidthMiBPerSecond: inventory.bandwidth(from: source, to: destination),
             forcedChecks: Set(
                 (force ?? "").split(separator: ",").map { String($0).trimmingCharacters(in: .whitespaces) }),
-            report: say)
+            report: say, pauseAt: ProcessInfo.processInfo.environment[Self.pauseVariable])
         let record = try await run.run()
         if json { print(try HistoryText.json(record)) }
         if record.state != .completed { throw ExitCode(CommandFailure.failed) }

@@ -22,6 +22,9 @@ struct MigrationRun {
     var forcedChecks: Set<String>
     /// Called with each line of progress.
     var report: @Sendable (String) -> Void
+    /// For crash tests: a point (a state entered, or `reserved`: the destination agent answered,
+    /// the record does not know yet) where the coordinator stops and waits to be killed.
+    var pauseAt: String? = nil
 
     private static let operationAborted = Int32(78)  // VIR_ERR_OPERATION_ABORTED
 
@@ -35,6 +38,7 @@ struct MigrationRun {
             throw CommandFailure("\(error)", remedy: "wait for it to end, or abort it with 'vgpu-migrate abort'")
         }
         report("migration \(record.id): \(vm) \(source.name) → \(destination.name), policy \(policy.name)")
+        pauseIfAsked(MigrationState.requested.rawValue)
         do {
             try await drive(&record)
         } catch let failure as CommandFailure {
@@ -103,6 +107,7 @@ struct MigrationRun {
                 Intent(time: Date(), action: .reserve, details: ["type": typeID, "count": String(vgpus.count)]))
             try await save(record)
             let reservation = try await agent.reserve(request)
+            pauseIfAsked("reserved")
             record.reservation = ReservationReference(
                 host: destination.name, id: reservation.id, devices: reservation.devices, state: reservation.state)
             var mapping: [HostdevSource: HostdevSource] = [:]
@@ -286,6 +291,14 @@ struct MigrationRun {
         try record.transition(to: state, reason: reason, details: details, at: Date())
         try await save(record)
         report("\(state.rawValue): \(reason)")
+        pauseIfAsked(state.rawValue)
+    }
+
+    /// Stops here for good when `pauseAt` names this point (the test then kills the process).
+    private func pauseIfAsked(_ point: String) {
+        guard pauseAt == point else { return }
+        report("paused at \(point) (\(MigrateCommand.pauseVariable))")
+        while true { sleep(3600) }
     }
 
     private func save(_ record: MigrationRecord) async throws {

@@ -7,9 +7,10 @@ import VGPUMigrationLibvirt
 import VGPUPolicies
 
 /// Settles migrations that did not reach a terminal state (the coordinator died): asks libvirt
-/// where the VM runs and whether a job is active, asks the destination agent which reservations
+/// where the VM runs and whether a job is active (a running job is watched to its end under the
+/// migration's policy, or aborted when asked), asks the destination agent which reservations
 /// the migration holds, and ends each record `completed` (reservation committed) or `failed`
-/// (job aborted, reservation released, VM on the source). Nothing is left reserved.
+/// (reservation released, VM on the source). Nothing is left reserved.
 struct Reconciler {
     var store: any HistoryStore
     var inventory: HostInventoryConfig
@@ -17,6 +18,10 @@ struct Reconciler {
     /// A record not updated for this long has lost its coordinator (a running one saves at every
     /// step and every monitor interval); younger ones are left to the coordinator driving them.
     var staleAfterSeconds: Double
+    /// Abort a migration job that is still running instead of watching it to its end.
+    var abortRunningJobs = false
+    /// The policy a record names, to go on applying it to a job still running (nil: watch only).
+    var policyNamed: (String) -> MigrationPolicy? = { _ in nil }
     var report: @Sendable (String) -> Void
 
     /// Settles every abandoned record (of `vm` only, when given); returns them as they ended.
@@ -50,23 +55,31 @@ struct Reconciler {
             let source = try await connection(record.source)
             let sourceGuest = try await domain(record.vm, on: source, host: record.source)
             var aborted = false
+            var watched = false
             if let sourceGuest, let stats = try? await sourceGuest.jobStats(), stats.isActive {
-                // The coordinator that watched this job is gone: stop it rather than let it run unmanaged.
-                try? await sourceGuest.abortJob()
-                aborted = true
+                if abortRunningJobs {
+                    try? await sourceGuest.abortJob()
+                    aborted = true
+                } else {
+                    // The coordinator that watched this job is gone: take over until it ends.
+                    aborted = try await watch(&record, guest: sourceGuest)
+                    watched = true
+                }
             }
             let onSource = (try? await sourceGuest?.isActive()) == true
             let destination = try await connection(record.destination)
             let moved = try await domain(record.vm, on: destination, host: record.destination)
             let onDestination = (try? await moved?.isActive()) == true
             runsOnDestination = onDestination && !onSource
+            let history =
+                aborted
+                ? "its migration job was still running and was aborted; "
+                : watched ? "its migration job was still running and was watched to its end; " : ""
             if runsOnDestination {
-                location = "the VM runs on \(record.destination)"
+                location = history + "the VM runs on \(record.destination)"
                 record.finalStats = try? await moved?.jobStats(completed: true).sample(at: Date())
             } else {
-                location =
-                    (aborted ? "its migration job was still running and was aborted; " : "")
-                    + "the VM is on \(record.source)"
+                location = history + "the VM is on \(record.source)"
             }
         }
 
@@ -119,6 +132,53 @@ struct Reconciler {
         return record
     }
 
+    /// Watches a migration job whose coordinator is gone until it ends, recording samples and
+    /// applying the record's policy (new downtime limits, timeouts); returns whether it aborted
+    /// the job.
+    private func watch(_ record: inout MigrationRecord, guest: LibvirtDomain) async throws(CommandFailure) -> Bool {
+        let policy = policyNamed(record.policy)
+        report(
+            "\(record.id): its migration job is still running; watching it"
+                + (policy == nil
+                    ? " (policy \(record.policy) not found: no new limits)" : " under policy \(record.policy)"))
+        let started = record.intents.last { $0.action == .startMigration }?.time ?? record.createdAt
+        let memory = ((try? await guest.xml()).flatMap { try? GuestDomain.parse(xml: $0) })?.memoryBytes ?? 0
+        var controller = policy.map {
+            DowntimeController(policy: $0, memoryBytes: memory, framebufferBytes: 0, untrackedFramebufferBytes: 0)
+        }
+        let interval = policy?.monitorIntervalMilliseconds ?? 1000
+        var aborted = false
+        while let stats = try? await guest.jobStats(), stats.isActive {
+            let sample = stats.sample(at: Date())
+            record.record(sample: sample)
+            let applied = record.downtimeSteps.last?.milliseconds ?? 0
+            switch controller?.decide(elapsedSeconds: Date().timeIntervalSince(started), sample: sample) {
+            case .raise(let ms, let reason)?, .forceSwitchover(let ms, let reason)?:
+                if ms > applied {
+                    try? await guest.setMaxDowntime(milliseconds: UInt64(ms))
+                    record.downtimeSteps.append(DowntimeStep(time: Date(), milliseconds: ms, reason: reason))
+                    report("\(record.id): downtime limit \(ms) ms: \(reason)")
+                }
+            case .abort(let reason)?:
+                if !aborted {
+                    record.intents.append(Intent(time: Date(), action: .abort, details: ["reason": reason]))
+                    report("\(record.id): aborting: \(reason)")
+                    try? await guest.abortJob()
+                    aborted = true
+                }
+            case .keep?, nil:
+                break
+            }
+            do {
+                try await store.save(record)
+            } catch {
+                throw CommandFailure("cannot record the progress of \(record.id): \(error)")
+            }
+            try? await Task.sleep(for: .milliseconds(interval))
+        }
+        return aborted
+    }
+
     private func connection(_ host: String) async throws(CommandFailure) -> LibvirtConnection {
         guard let uri = inventory.host(named: host)?.libvirtURI else {
             throw CommandFailure(
@@ -150,9 +210,10 @@ struct ReconcileCommand: AsyncParsableCommand {
         commandName: "reconcile",
         abstract: "Settle migrations left unfinished by a coordinator that stopped (also run before each migrate).",
         discussion: """
-            For each migration not in a terminal state: a migration job still running is aborted; if the VM \
-            runs on the destination the record ends completed and its reservation is committed, otherwise it \
-            ends failed and its reservation is released. Exit 0 when everything was settled.
+            For each migration not in a terminal state: a migration job still running is watched to its end \
+            under the migration's policy (or aborted with --abort-running); then, if the VM runs on the \
+            destination the record ends completed and its reservation is committed, otherwise it ends failed \
+            and its reservation is released. Exit 0 when everything was settled.
             """
     )
 
@@ -164,6 +225,10 @@ struct ReconcileCommand: AsyncParsableCommand {
         name: .customLong("stale-after"), help: "Seconds without an update after which a migration counts as abandoned."
     )
     var staleAfter = 60.0
+    @Flag(
+        name: .customLong("abort-running"),
+        help: "Abort migration jobs still running instead of watching them to their end.")
+    var abortRunning = false
     @Flag(name: .customLong("json"), help: "Print the settled records as JSON.") var json = false
 
     func validate() throws {
@@ -180,7 +245,14 @@ struct ReconcileCommand: AsyncParsableCommand {
         let reconciler = Reconciler(
             store: store, inventory: inventory,
             loader: HostFactsLoader(catalog: try PolicyDirectory.boardCatalog(in: directory), baseDirectory: base),
-            staleAfterSeconds: staleAfter, report: { line in if !json { print(line) } })
+            staleAfterSeconds: staleAfter, abortRunningJobs: abortRunning,
+            policyNamed: { name in try? policies.load(name).0 },
+            report: { line in
+                if !json {
+                    print(line)
+                    fflush(nil)
+                }
+            })
         let settled = try await reconciler.reconcileAll()
         if json {
             print(try HistoryText.json(settled))

@@ -14,7 +14,8 @@ package final class RunningProcess: @unchecked Sendable {
     private var exited = false
     private let lock = NSLock()
 
-    package init(_ executable: URL, _ arguments: [String], directory: URL) throws {
+    /// Starts `executable` with this process's environment plus `environment`.
+    package init(_ executable: URL, _ arguments: [String], directory: URL, environment: [String: String] = [:]) throws {
         outputFile = directory.appendingPathComponent("\(executable.lastPathComponent)-\(UUID().uuidString).out")
         errorFile = outputFile.deletingPathExtension().appendingPathExtension("err")
         FileManager.default.createFile(atPath: outputFile.path, contents: nil)
@@ -27,7 +28,9 @@ package final class RunningProcess: @unchecked Sendable {
         posix_spawn_file_actions_addopen(&actions, 2, errorFile.path, O_WRONLY | O_APPEND, 0)
         markDescriptorsCloseOnExec()
         let argv = ([executable.path] + arguments).map { strdup($0) } + [nil]
-        let envp = ProcessInfo.processInfo.environment.map { strdup("\($0.key)=\($0.value)") } + [nil]
+        let envp =
+            ProcessInfo.processInfo.environment.merging(environment) { $1 }.map { strdup("\($0.key)=\($0.value)") }
+            + [nil]
         defer {
             argv.forEach { free($0) }
             envp.forEach { free($0) }

@@ -150,7 +150,7 @@ struct MigrateInLabTests {
         #expect(try runningOn(lab, "e2e-timeout") == ["src"])
     }
 
-    @Test("SIGKILL of the coordinator while migrating, then reconcile: failed, guest on src, job gone")
+    @Test("SIGKILL of the coordinator while migrating, then reconcile --abort-running: failed, guest on src, job gone")
     func killedWhileMigrating() async throws {
         let lab = try #require(Lab.current)
         let directory = try temporaryDirectory()
@@ -172,9 +172,8 @@ struct MigrateInLabTests {
         let reconcile = try ProductRunner.run(
             "vgpu-migrate",
             [
-                "reconcile", "--stale-after", "0", "--inventory", inventory, "--database", database, "--policies",
-                policies,
-                "--json",
+                "reconcile", "--stale-after", "0", "--abort-running", "--inventory", inventory, "--database",
+                database, "--policies", policies, "--json",
             ])
         #expect(reconcile.status == 0, "\(reconcile.standardError)")
         let decoder = JSONDecoder()
