@@ -13,6 +13,9 @@ package enum PolicyDirectory {
         {
             return try checked(URL(fileURLWithPath: fromEnvironment), from: "VGPU_MIGRATE_POLICIES")
         }
+        if let configured = try CoordinatorSettings.current()?.policies {
+            return try checked(URL(fileURLWithPath: configured), from: "policies in the settings file")
+        }
         let system = URL(fileURLWithPath: "/etc/vgpu-migrate/policies")
         if FileManager.default.fileExists(atPath: system.appendingPathComponent(GPUBoardCatalogFile.fileName).path) {
             return system

@@ -87,7 +87,7 @@ struct CheckCommand: AsyncParsableCommand {
         let policy = try PolicyDirectory.policy(named: policyName, in: directory)
         let needsInventory = (source != nil && sourceFacts == nil) || (destination != nil && destinationFacts == nil)
         let inventory = needsInventory ? try loadInventory() : nil
-        let base = URL(fileURLWithPath: inventoryPath ?? HostInventoryFile.defaultPath).deletingLastPathComponent()
+        let base = URL(fileURLWithPath: try InventoryAccess.path(inventoryPath)).deletingLastPathComponent()
         let loader = HostFactsLoader(catalog: catalog, baseDirectory: base)
         let cwd = HostFactsLoader(
             catalog: catalog, baseDirectory: URL(fileURLWithPath: FileManager.default.currentDirectoryPath))

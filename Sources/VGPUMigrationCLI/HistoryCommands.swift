@@ -13,12 +13,15 @@ struct DatabaseOption: ParsableArguments {
         help: ArgumentHelp("History store: a SQLite file path or postgres://user@host:port/db URL.", valueName: "url"))
     var database: String?
 
-    var location: String {
+    /// Where the history is: --database, else $VGPU_MIGRATE_DATABASE, else the settings file's
+    /// `database`, else a SQLite file at the default path.
+    func location() throws(CommandFailure) -> String {
         if let database { return database }
         if let fromEnvironment = ProcessInfo.processInfo.environment["VGPU_MIGRATE_DATABASE"], !fromEnvironment.isEmpty
         {
             return fromEnvironment
         }
+        if let configured = try CoordinatorSettings.current()?.database { return configured }
         if getuid() == 0 { return "/var/lib/vgpu-migrate/history.sqlite" }
         let base =
             ProcessInfo.processInfo.environment["XDG_DATA_HOME"].map { URL(fileURLWithPath: $0) }
@@ -27,7 +30,7 @@ struct DatabaseOption: ParsableArguments {
     }
 
     func open() async throws(CommandFailure) -> any HistoryStore {
-        let location = self.location
+        let location = try self.location()
         do {
             if location.hasPrefix("postgres://") || location.hasPrefix("postgresql://") {
                 return try await PostgresHistoryStore.open(url: location)
@@ -133,7 +136,8 @@ struct ShowCommand: AsyncParsableCommand {
         }
         guard let record else {
             throw CommandFailure(
-                "no migration \(id) in \(database.location)", remedy: "list them with 'vgpu-migrate history'")
+                "no migration \(id) in \((try? database.location()) ?? "the history")",
+                remedy: "list them with 'vgpu-migrate history'")
         }
         if json {
             print(try HistoryText.json(record))

@@ -4,8 +4,14 @@ import VGPUPolicies
 
 /// Reading the inventory file, with the errors every command gives.
 enum InventoryAccess {
-    static func load(path: String?) throws(CommandFailure) -> HostInventoryConfig {
-        let path = path ?? HostInventoryFile.defaultPath
+    /// The inventory file: `explicit` (--inventory), else the settings file's, else the default.
+    static func path(_ explicit: String?) throws(CommandFailure) -> String {
+        if let explicit { return explicit }
+        return try CoordinatorSettings.current()?.inventory ?? HostInventoryFile.defaultPath
+    }
+
+    static func load(path explicit: String?) throws(CommandFailure) -> HostInventoryConfig {
+        let path = try self.path(explicit)
         let text: String
         do {
             text = try String(contentsOfFile: path, encoding: .utf8)

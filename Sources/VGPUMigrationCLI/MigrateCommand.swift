@@ -53,7 +53,7 @@ struct MigrateCommand: AsyncParsableCommand {
         let directory = try PolicyDirectory.locate(explicit: policies.policies)
         let catalog = try PolicyDirectory.boardCatalog(in: directory)
         let inventory = try InventoryAccess.load(path: inventoryPath)
-        let base = URL(fileURLWithPath: inventoryPath ?? HostInventoryFile.defaultPath).deletingLastPathComponent()
+        let base = URL(fileURLWithPath: try InventoryAccess.path(inventoryPath)).deletingLastPathComponent()
         let loader = HostFactsLoader(catalog: catalog, baseDirectory: base)
         let sourceHost = try InventoryAccess.host(source, in: inventory)
         let destinationHost = try InventoryAccess.host(destination, in: inventory)

@@ -241,7 +241,7 @@ struct ReconcileCommand: AsyncParsableCommand {
         let store = try await database.open()
         let inventory = try InventoryAccess.load(path: inventoryPath)
         let directory = try PolicyDirectory.locate(explicit: policies.policies)
-        let base = URL(fileURLWithPath: inventoryPath ?? HostInventoryFile.defaultPath).deletingLastPathComponent()
+        let base = URL(fileURLWithPath: try InventoryAccess.path(inventoryPath)).deletingLastPathComponent()
         let reconciler = Reconciler(
             store: store, inventory: inventory,
             loader: HostFactsLoader(catalog: try PolicyDirectory.boardCatalog(in: directory), baseDirectory: base),
