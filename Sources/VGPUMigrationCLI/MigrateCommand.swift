@@ -14,8 +14,10 @@ struct MigrateCommand: AsyncParsableCommand {
             Runs the pre-flight check first and refuses on failures unless --force names them \
             (--force driver.version,gpu.dirty-tracking). Every step is a transition in the history \
             ('vgpu-migrate show ID'). On failure or abort the destination reservation is released and the \
-            VM stays on the source. Exit codes: 0 completed, 1 failed or cancelled, 2 usage or \
-            configuration error, 3 a host could not be reached.
+            VM stays on the source. On a terminal the progress is one line redrawn in place and Ctrl-C asks \
+            whether to abort; otherwise progress is logged line by line and Ctrl-C (SIGINT) aborts. Exit \
+            codes: 0 completed, 1 failed or cancelled, 2 usage or configuration error, 3 a host could not \
+            be reached.
             """
     )
 
@@ -59,15 +61,8 @@ struct MigrateCommand: AsyncParsableCommand {
         let destinationHost = try InventoryAccess.host(destination, in: inventory)
         let store = try await database.open()
         // A migration of this VM abandoned by a coordinator that stopped is settled first.
-        let json = self.json
-        let say: @Sendable (String) -> Void = { line in
-            if json {
-                CommandRunner.writeStandardError(line)
-            } else {
-                print(line)
-                fflush(nil)
-            }
-        }
+        let display = ProgressDisplay(json: json)
+        let say: @Sendable (String) -> Void = { display.line($0) }
         _ = try await Reconciler(
             store: store, inventory: inventory, loader: loader, staleAfterSeconds: 60,
             policyNamed: { [policies] name in try? policies.load(name).0 }, report: say
@@ -78,13 +73,16 @@ struct MigrateCommand: AsyncParsableCommand {
         let agent =
             destinationHost.agentURL == nil
             ? nil : try loader.agentClient(destinationHost, label: "host \(destination)")
+        let interrupt = OperatorInterrupt()
+        interrupt.install(display: display) { [vm, source] in "the migration of \(vm) from \(source)" }
         let run = MigrationRun(
             store: store, source: sourceFacts, destination: destinationFacts, destinationAgent: agent,
             destinationHost: destinationHost, policy: policy, vm: vm,
             bandwidthMiBPerSecond: inventory.bandwidth(from: source, to: destination),
             forcedChecks: Set(
                 (force ?? "").split(separator: ",").map { String($0).trimmingCharacters(in: .whitespaces) }),
-            report: say, pauseAt: ProcessInfo.processInfo.environment[Self.pauseVariable])
+            report: say, progress: { display.progress($0) }, interrupt: interrupt,
+            pauseAt: ProcessInfo.processInfo.environment[Self.pauseVariable])
         let record = try await run.run()
         if json { print(try HistoryText.json(record)) }
         if record.state != .completed { throw ExitCode(CommandFailure.failed) }

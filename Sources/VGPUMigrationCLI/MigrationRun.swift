@@ -20,8 +20,12 @@ struct MigrationRun {
     var bandwidthMiBPerSecond: Double?
     /// Failing checks the operator accepts (`--force`).
     var forcedChecks: Set<String>
-    /// Called with each line of progress.
+    /// Called with each step.
     var report: @Sendable (String) -> Void
+    /// Called with the job's progress at every monitor interval.
+    var progress: @Sendable (String) -> Void
+    /// Set when the operator asks to abort (Ctrl-C).
+    var interrupt: OperatorInterrupt? = nil
     /// For crash tests: a point (a state entered, or `reserved`: the destination agent answered,
     /// the record does not know yet) where the coordinator stops and waits to be killed.
     var pauseAt: String? = nil
@@ -41,6 +45,8 @@ struct MigrationRun {
         pauseIfAsked(MigrationState.requested.rawValue)
         do {
             try await drive(&record)
+        } catch is OperatorCancellation {
+            try await end(&record, .cancelled, "aborted by the operator (Ctrl-C); the VM stays on \(source.name)")
         } catch let failure as CommandFailure {
             try await end(&record, .failed, failure.message)
         } catch {
@@ -198,11 +204,21 @@ struct MigrationRun {
         }
         var limitSet = false
         var selfAborted: String?
+        var operatorAborted = false
         while !outcome.isFinished {
             // Sleep the monitor interval, waking early when the migration ends.
             let wake = Date().addingTimeInterval(Double(policy.monitorIntervalMilliseconds) / 1000)
-            while !outcome.isFinished && Date() < wake { try? await Task.sleep(for: .milliseconds(5)) }
+            while !outcome.isFinished && Date() < wake && !(interrupted(selfAborted: selfAborted) && !operatorAborted) {
+                try? await Task.sleep(for: .milliseconds(5))
+            }
             if outcome.isFinished { break }
+            if interrupted(selfAborted: selfAborted) && !operatorAborted {
+                operatorAborted = true
+                record.intents.append(Intent(time: Date(), action: .abort, details: ["reason": "operator (Ctrl-C)"]))
+                try await save(record)
+                try? await guest.abortJob()
+                continue
+            }
             guard let stats = try? await guest.jobStats(), stats.isActive else { continue }
             let elapsed = Date().timeIntervalSince(started)
             if !limitSet {
@@ -231,7 +247,7 @@ struct MigrationRun {
                     try? await guest.abortJob()
                 }
             }
-            report(progress(sample, limit: controller.currentMilliseconds))
+            progress(describe(sample, limit: controller.currentMilliseconds))
             try await save(record)
         }
         guard let failure = outcome.error else { return .completed }
@@ -240,14 +256,22 @@ struct MigrationRun {
         throw CommandFailure("migration failed: \((failure as? LibvirtError)?.message ?? "\(failure)")")
     }
 
-    private func progress(_ sample: JobSample, limit: Int) -> String {
+    private func interrupted(selfAborted: String?) -> Bool {
+        selfAborted == nil && interrupt?.isRequested == true
+    }
+
+    /// One progress line: phase, transferred, remaining, rate, dirty rate, iteration, limit, elapsed.
+    private func describe(_ sample: JobSample, limit: Int) -> String {
         let total = sample.dataTotalBytes ?? 0
         let processed = sample.dataProcessedBytes ?? 0
-        let percent = total > 0 ? Int(Double(processed) / Double(total) * 100) : 0
+        let percent = total > 0 ? min(100, Int(Double(processed) / Double(total) * 100)) : 0
+        let iteration = sample.iteration ?? 0
+        let phase = iteration <= 1 ? "first pass" : "pass \(iteration)"
+        let dirty = sample.dirtyPagesPerSecond.map { "\(($0 * 4096) >> 20) MiB/s" } ?? "-"
         return
-            "  \(sample.elapsedMilliseconds / 1000) s  \(percent)%  remaining \((sample.dataRemainingBytes ?? 0) >> 20) MiB"
-            + "  rate \((sample.memoryBytesPerSecond ?? 0) >> 20) MiB/s  dirty \(sample.dirtyPagesPerSecond ?? 0) pages/s"
-            + "  iteration \(sample.iteration ?? 0)  limit \(limit) ms"
+            "migrating (\(phase))  \(percent)% sent  remaining \((sample.dataRemainingBytes ?? 0) >> 20) MiB"
+            + "  rate \((sample.memoryBytesPerSecond ?? 0) >> 20) MiB/s  dirty \(dirty)"
+            + "  limit \(limit) ms  elapsed \(sample.elapsedMilliseconds / 1000) s"
     }
 
     // MARK: Ending
@@ -288,6 +312,10 @@ struct MigrationRun {
     private func move(
         _ record: inout MigrationRecord, to state: MigrationState, _ reason: String, details: [String: String] = [:]
     ) async throws {
+        // Before the job starts an abort needs no libvirt call: stop between the steps.
+        if [.checking, .reserving, .migrating].contains(state), interrupt?.isRequested == true {
+            throw OperatorCancellation()
+        }
         try record.transition(to: state, reason: reason, details: details, at: Date())
         try await save(record)
         report("\(state.rawValue): \(reason)")
@@ -305,6 +333,9 @@ struct MigrationRun {
         try await store.save(record)
     }
 }
+
+/// The operator aborted before the migration job started.
+private struct OperatorCancellation: Error {}
 
 /// How the migration call ended, shared between its thread and the monitor loop.
 private final class JobOutcome: @unchecked Sendable {

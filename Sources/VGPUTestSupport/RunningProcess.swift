@@ -13,9 +13,15 @@ package final class RunningProcess: @unchecked Sendable {
     package let errorFile: URL
     private var exited = false
     private let lock = NSLock()
+    /// The write end of the process's standard input, when it was started `withInput`.
+    private var input: Int32 = -1
 
-    /// Starts `executable` with this process's environment plus `environment`.
-    package init(_ executable: URL, _ arguments: [String], directory: URL, environment: [String: String] = [:]) throws {
+    /// Starts `executable` with this process's environment plus `environment`; standard input is
+    /// empty, or with `withInput` a pipe the test writes to with ``send(_:)``.
+    package init(
+        _ executable: URL, _ arguments: [String], directory: URL, environment: [String: String] = [:],
+        withInput: Bool = false
+    ) throws {
         outputFile = directory.appendingPathComponent("\(executable.lastPathComponent)-\(UUID().uuidString).out")
         errorFile = outputFile.deletingPathExtension().appendingPathExtension("err")
         FileManager.default.createFile(atPath: outputFile.path, contents: nil)
@@ -23,7 +29,13 @@ package final class RunningProcess: @unchecked Sendable {
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
         defer { posix_spawn_file_actions_destroy(&actions) }
-        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        var pipeEnds: [Int32] = [-1, -1]
+        if withInput {
+            guard pipe(&pipeEnds) == 0 else { throw POSIXError(.EMFILE) }
+            posix_spawn_file_actions_adddup2(&actions, pipeEnds[0], 0)
+        } else {
+            posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        }
         posix_spawn_file_actions_addopen(&actions, 1, outputFile.path, O_WRONLY | O_APPEND, 0)
         posix_spawn_file_actions_addopen(&actions, 2, errorFile.path, O_WRONLY | O_APPEND, 0)
         markDescriptorsCloseOnExec()
@@ -37,11 +49,26 @@ package final class RunningProcess: @unchecked Sendable {
         }
         var pid: pid_t = 0
         let result = posix_spawn(&pid, executable.path, &actions, nil, argv, envp)
-        guard result == 0 else { throw POSIXError(POSIXErrorCode(rawValue: result) ?? .ENOENT) }
+        if withInput { close(pipeEnds[0]) }
+        guard result == 0 else {
+            if withInput { close(pipeEnds[1]) }
+            throw POSIXError(POSIXErrorCode(rawValue: result) ?? .ENOENT)
+        }
         self.pid = pid
+        input = pipeEnds[1]
     }
 
-    deinit { stop() }
+    deinit {
+        stop()
+        if input >= 0 { close(input) }
+    }
+
+    /// Writes `text` to the process's standard input (started `withInput`).
+    package func send(_ text: String) {
+        guard input >= 0 else { return }
+        let bytes = Array(text.utf8)
+        _ = bytes.withUnsafeBytes { write(input, $0.baseAddress, $0.count) }
+    }
 
     package var standardOutput: String { (try? String(contentsOf: outputFile, encoding: .utf8)) ?? "" }
     package var standardError: String { (try? String(contentsOf: errorFile, encoding: .utf8)) ?? "" }

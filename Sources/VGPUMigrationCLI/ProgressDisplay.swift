@@ -1,0 +1,100 @@
+import Foundation
+import VGPUCommandSupport
+
+/// Where `migrate` writes: on a terminal the job's progress is one line redrawn in place, with
+/// the steps printed above it; otherwise every line (progress too) is a plain log line. With
+/// `--json` everything goes to standard error, standard output being kept for the record.
+final class ProgressDisplay: @unchecked Sendable {
+    private let lock = NSLock()
+    private let descriptor: Int32
+    private let redraws: Bool
+    private var showing = false
+
+    init(json: Bool) {
+        descriptor = json ? STDERR_FILENO : STDOUT_FILENO
+        redraws = isatty(descriptor) == 1 && ProcessInfo.processInfo.environment["TERM"] != "dumb"
+    }
+
+    /// Whether a person is watching (the progress line is redrawn in place).
+    var isInteractive: Bool { redraws }
+
+    /// A step: a line of its own.
+    func line(_ text: String) {
+        lock.lock()
+        defer { lock.unlock() }
+        if showing {
+            write("\r\u{1B}[K")
+            showing = false
+        }
+        write(text + "\n")
+    }
+
+    /// The job's progress: redrawn in place on a terminal, a log line otherwise.
+    func progress(_ text: String) {
+        lock.lock()
+        defer { lock.unlock() }
+        if redraws {
+            write("\r\u{1B}[K" + text)
+            showing = true
+        } else {
+            write("  " + text + "\n")
+        }
+    }
+
+    private func write(_ text: String) {
+        var bytes = Array(text.utf8)[...]
+        while !bytes.isEmpty {
+            let written = bytes.withUnsafeBytes { Glibc.write(descriptor, $0.baseAddress, $0.count) }
+            if written < 0 && errno == EINTR { continue }
+            if written <= 0 { return }
+            bytes = bytes.dropFirst(written)
+        }
+    }
+}
+
+/// Ctrl-C during `migrate`: on a terminal, asks whether to abort; otherwise (a script, a
+/// service manager) aborts at once. An abort ends the migration `cancelled`, the VM on the
+/// source and the destination reservation released.
+final class OperatorInterrupt: @unchecked Sendable {
+    private let lock = NSLock()
+    private var requested = false
+    private var source: (any DispatchSourceSignal)?
+    private let queue = DispatchQueue(label: "vgpu-migrate.interrupt")
+
+    /// Whether the operator asked to abort.
+    var isRequested: Bool {
+        lock.lock()
+        defer { lock.unlock() }
+        return requested
+    }
+
+    func request() {
+        lock.lock()
+        requested = true
+        lock.unlock()
+    }
+
+    /// Takes over SIGINT; `describe` names the migration in the question.
+    func install(display: ProgressDisplay, describe: @escaping @Sendable () -> String) {
+        signal(SIGINT, SIG_IGN)
+        let source = DispatchSource.makeSignalSource(signal: SIGINT, queue: queue)
+        source.setEventHandler { [self] in
+            if isRequested { return }
+            guard display.isInteractive, isatty(STDIN_FILENO) == 1 else {
+                display.line("interrupted: aborting \(describe())")
+                request()
+                return
+            }
+            display.line("Abort \(describe())? The VM stays on the source. [y/N] ")
+            let answer = readLine(strippingNewline: true)?.trimmingCharacters(in: .whitespaces).lowercased() ?? "y"
+            if answer == "y" || answer == "yes" {
+                display.line("aborting on request")
+                request()
+            } else {
+                display.line("continuing")
+            }
+        }
+        source.resume()
+        self.source = source
+    }
+}
