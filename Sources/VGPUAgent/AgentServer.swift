@@ -99,6 +99,11 @@ package enum AgentServer {
             guard let id = reservationID(context) else { return badID(context) }
             return try await answer { try await book.commit(id) }
         }
+        router.post("/v1/reservations/:id/retire") { _, context in
+            guard context.role == .operator else { return forbidden() }
+            guard let id = reservationID(context) else { return badID(context) }
+            return try await answer { try await book.retire(id) }
+        }
 
         let server: HTTPServerBuilder
         if let certificate = configuration.certificate, let key = configuration.privateKey {

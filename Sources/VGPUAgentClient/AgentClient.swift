@@ -129,6 +129,11 @@ package final class AgentClient: Sendable {
         try await call("POST", "/v1/reservations/\(try pathID(id))/commit", idempotent: true, as: Reservation.self)
     }
 
+    /// The VM using a committed reservation's devices left the host: the agent removes them.
+    package func retire(_ id: String) async throws(AgentClientError) -> Reservation {
+        try await call("POST", "/v1/reservations/\(try pathID(id))/retire", idempotent: true, as: Reservation.self)
+    }
+
     /// Sends a raw request; for tests of the agent's answers to malformed input.
     package func send(_ method: String, _ path: String, body: Data? = nil) async throws(AgentClientError) -> (
         status: Int, body: Data

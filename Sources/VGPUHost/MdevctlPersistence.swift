@@ -15,11 +15,22 @@ package struct MdevctlPersistence: Sendable {
     /// mdevs and are left alone.
     package func define(_ device: ReservedDevice) -> String? {
         guard device.interface == .mdev else { return nil }
+        return run(
+            ["define", "--uuid", device.id, "--parent", device.function.description, "--type", device.typeID],
+            what: "define of \(device.id)")
+    }
+
+    /// Removes the persistent definition of `device` (the VM left the host); returns why it
+    /// failed, or nil.
+    package func undefine(_ device: ReservedDevice) -> String? {
+        guard device.interface == .mdev else { return nil }
+        return run(["undefine", "--uuid", device.id], what: "undefine of \(device.id)")
+    }
+
+    private func run(_ arguments: [String], what: String) -> String? {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = [
-            executable, "define", "--uuid", device.id, "--parent", device.function.description, "--type", device.typeID,
-        ]
+        process.arguments = [executable] + arguments
         let errors = Pipe()
         process.standardError = errors
         process.standardOutput = FileHandle.nullDevice
@@ -31,7 +42,7 @@ package struct MdevctlPersistence: Sendable {
         let message = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
         process.waitUntilExit()
         guard process.terminationStatus == 0 else {
-            return "mdevctl define of \(device.id) failed (exit \(process.terminationStatus)): "
+            return "mdevctl \(what) failed (exit \(process.terminationStatus)): "
                 + message.trimmingCharacters(in: .whitespacesAndNewlines)
         }
         return nil

@@ -176,6 +176,34 @@ package actor ReservationBook {
         return reservation
     }
 
+    /// The VM that used a committed reservation's devices has left this host (migrated away):
+    /// removes the devices (and their mdevctl definitions) and ends the reservation. An active
+    /// one is released; an ended one is returned unchanged.
+    package func retire(_ id: String) throws(ReservationError) -> Reservation {
+        var reservation = try self.reservation(id)
+        switch reservation.state {
+        case .active, .creating:
+            return try release(id)
+        case .committed:
+            break
+        case .released, .expired, .failed, .lost:
+            return reservation
+        }
+        if let persistence {
+            let failures = reservation.devices.compactMap { persistence.undefine($0) }
+            if !failures.isEmpty { reservation.reason = failures.joined(separator: "; ") }
+        }
+        do {
+            try removeAll(reservation.devices)
+        } catch {
+            throw .internal("removing the devices of \(id) failed: \(error)")
+        }
+        reservation.state = .released
+        reservation.updatedAt = now()
+        try journaled(reservation)
+        return reservation
+    }
+
     /// The migration succeeded: the devices stay and the lease no longer applies.
     package func commit(_ id: String) throws(ReservationError) -> Reservation {
         var reservation = try self.reservation(id)

@@ -73,11 +73,13 @@ struct MigrateCommand: AsyncParsableCommand {
         let agent =
             destinationHost.agentURL == nil
             ? nil : try loader.agentClient(destinationHost, label: "host \(destination)")
+        let sourceAgent =
+            sourceHost.agentURL == nil ? nil : try loader.agentClient(sourceHost, label: "host \(source)")
         let interrupt = OperatorInterrupt()
         interrupt.install(display: display) { [vm, source] in "the migration of \(vm) from \(source)" }
         let run = MigrationRun(
             store: store, source: sourceFacts, destination: destinationFacts, destinationAgent: agent,
-            destinationHost: destinationHost, policy: policy, vm: vm,
+            sourceAgent: sourceAgent, destinationHost: destinationHost, policy: policy, vm: vm,
             bandwidthMiBPerSecond: inventory.bandwidth(from: source, to: destination),
             forcedChecks: Set(
                 (force ?? "").split(separator: ",").map { String($0).trimmingCharacters(in: .whitespaces) }),

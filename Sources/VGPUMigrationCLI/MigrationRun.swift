@@ -14,6 +14,8 @@ struct MigrationRun {
     var source: LoadedHost
     var destination: LoadedHost
     var destinationAgent: AgentClient?
+    /// The source host's agent, to give back the VM's vGPU there after the switchover.
+    var sourceAgent: AgentClient? = nil
     var destinationHost: InventoryHost
     var policy: MigrationPolicy
     var vm: String
@@ -139,10 +141,17 @@ struct MigrationRun {
                 try await save(record)
                 record.reservation?.state = try await agent.commit(reservation.id).state
             }
+            let leftBehind = await SourceVGPURelease(agent: sourceAgent, hostName: source.name).run(
+                sources: vgpus.map(\.source)
+            ) { id in
+                record.intents.append(Intent(time: Date(), action: .releaseSource, details: ["reservation": id]))
+                try await save(record)
+            }
             try await move(
                 &record, to: .completed,
                 "VM runs on \(destination.name)"
-                    + (record.finalStats?.downtimeMilliseconds.map { ", downtime \($0) ms" } ?? ""))
+                    + (record.finalStats?.downtimeMilliseconds.map { ", downtime \($0) ms" } ?? ""),
+                details: leftBehind.summary.isEmpty ? [:] : ["source_vgpu": leftBehind.summary])
         case .aborted(let reason):
             throw CommandFailure(reason)
         case .cancelled:
@@ -186,7 +195,9 @@ struct MigrationRun {
         guard let destinationURI = destinationHost.libvirtURI else {
             throw CommandFailure("\(destination.name) has no libvirt_uri to migrate to")
         }
-        record.intents.append(Intent(time: Date(), action: .startMigration, details: ["to": destinationURI]))
+        var intent = ["to": destinationURI]
+        if !vgpus.isEmpty { intent[SourceVGPURelease.detailKey] = SourceVGPURelease.encode(vgpus.map(\.source)) }
+        record.intents.append(Intent(time: Date(), action: .startMigration, details: intent))
         try await save(record)
         report(
             "migrating (\(domain.memoryBytes >> 20) MiB RAM, initial downtime limit \(controller.currentMilliseconds) ms)"

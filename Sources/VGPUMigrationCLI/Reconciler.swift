@@ -113,13 +113,30 @@ struct Reconciler {
             }
         }
 
+        // The VM runs on the destination: give back what it left on the source.
+        var details: [String: String] = [:]
+        if runsOnDestination,
+            let listed = record.intents.last(where: { $0.action == .startMigration })?.details[
+                SourceVGPURelease.detailKey]
+        {
+            let agent = inventory.host(named: record.source).flatMap { host in
+                host.agentURL == nil ? nil : try? loader.agentClient(host, label: "host \(record.source)")
+            }
+            let released = await SourceVGPURelease(agent: agent, hostName: record.source).run(
+                sources: SourceVGPURelease.decode(listed)
+            ) { id in
+                record.intents.append(Intent(time: Date(), action: .releaseSource, details: ["reservation": id]))
+            }
+            if !released.summary.isEmpty { details["source_vgpu"] = released.summary }
+        }
+
         let outcome: MigrationState = runsOnDestination ? .completed : .failed
         let reason = "reconciled after the coordinator stopped in \(record.state.rawValue): \(location)"
         do {
             if record.state != .unknown {
                 try record.transition(to: .unknown, reason: "the coordinator stopped; outcome unknown", at: Date())
             }
-            try record.transition(to: outcome, reason: reason, at: Date())
+            try record.transition(to: outcome, reason: reason, details: details, at: Date())
         } catch {
             throw CommandFailure("migration \(record.id): \(error)")
         }

@@ -88,7 +88,25 @@ struct AgentReservationTests {
         // That the lease no longer applies is shown with a controlled clock in ReservationLeaseTests.
     }
 
-    @Test("--persist-mdevs: commit defines each mdev with mdevctl; without the flag mdevctl is not called")
+    @Test("retire: the VM left the host, its committed devices go; retiring again changes nothing")
+    func retire() async throws {
+        let agent = try AgentUnderTest(fixture: "t4-b")
+        let client = agent.client()
+        let reservation = try await client.reserve(request("nvidia-232", lease: 600))
+        _ = try await client.commit(reservation.id)
+        let retired = try await client.retire(reservation.id)
+        #expect(retired.state == .released)
+        #expect(!agent.mdevExists(reservation.devices[0].id))
+        #expect(try await client.retire(reservation.id) == retired)
+        // An active reservation is simply released.
+        let active = try await client.reserve(request("nvidia-232", lease: 600, key: "second"))
+        #expect(try await client.retire(active.id).state == .released)
+        #expect(!agent.mdevExists(active.devices[0].id))
+    }
+
+    @Test(
+        "--persist-mdevs: commit defines each mdev with mdevctl, retire undefines it; without the flag mdevctl is not called"
+    )
     func persistence() async throws {
         let scratch = FileManager.default.temporaryDirectory.appendingPathComponent("vgpu-mdevctl-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: scratch, withIntermediateDirectories: true)
@@ -106,6 +124,11 @@ struct AgentReservationTests {
         #expect(committed.reason == nil)
         let recorded = try String(contentsOf: calls, encoding: .utf8)
         #expect(recorded == "define --uuid \(reservation.devices[0].id) --parent 0000:3b:00.0 --type nvidia-232\n")
+        // The VM left: the definition goes with the device.
+        _ = try await agent.client().retire(reservation.id)
+        #expect(
+            try String(contentsOf: calls, encoding: .utf8)
+                == recorded + "undefine --uuid \(reservation.devices[0].id)\n")
 
         let failing = scratch.appendingPathComponent("mdevctl-failing")
         try "#!/bin/sh\necho 'Parent 0000:3b:00.0 not found' >&2\nexit 1\n".write(

@@ -6,16 +6,21 @@ import VGPUMigrationStorage
 import VGPUTestSupport
 
 /// The lab as an inventory: both daemons, fixture T4 trees as their GPUs, data over loopback.
-/// With `destinationAgent`, dst's GPUs come from that agent (token in the file `token`).
-func labInventory(_ lab: Lab, in directory: URL, destinationAgent: String? = nil) throws -> String {
+/// With `destinationAgent` (`sourceAgent`), dst's (src's) GPUs come from that agent (token in
+/// the file `token`).
+func labInventory(_ lab: Lab, in directory: URL, destinationAgent: String? = nil, sourceAgent: String? = nil) throws
+    -> String
+{
     let file = directory.appendingPathComponent("hosts.yaml")
     let destinationGPUs =
         destinationAgent.map { "agent_url: \($0)\n    credentials: token" } ?? "sysfs_root: \(fixture("t4-b"))"
+    let sourceGPUs =
+        sourceAgent.map { "agent_url: \($0)\n    credentials: token" } ?? "sysfs_root: \(fixture("t4-a"))"
     try """
     hosts:
       src:
         libvirt_uri: \(lab.sourceURI)
-        sysfs_root: \(fixture("t4-a"))
+        \(sourceGPUs)
         migration_address: 127.0.0.1
       dst:
         libvirt_uri: \(lab.destinationURI)
@@ -290,6 +295,66 @@ struct MigrateInLabTests {
             (try? FileManager.default.contentsOfDirectory(
                 atPath: tree.appendingPathComponent("sys/bus/mdev/devices").path)) ?? []
         #expect(devices == reservation.devices.map(\.id))
+    }
+}
+
+extension MigrateInLabTests {
+    @Test(
+        "reconcile after a switchover gives back the source vGPU its agent created; a vGPU made by hand is left alone"
+    )
+    func reconcileGivesBackSourceVGPU() async throws {
+        let lab = try #require(Lab.current)
+        let directory = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        try startLabGuest(lab, name: "e2e-giveback", memoryMiB: 256)
+        let (sourceAgent, sourceURL, sourceTree) = try startAgent(fixture: "t4-a", in: directory)
+        defer { sourceAgent.stop() }
+        let (destinationAgent, destinationURL, _) = try startAgent(fixture: "t4-b", in: directory)
+        defer { destinationAgent.stop() }
+        let inventory = try labInventory(
+            lab, in: directory, destinationAgent: destinationURL, sourceAgent: sourceURL)
+        let database = directory.appendingPathComponent("history.sqlite").path
+        let moved = try ProductRunner.run(
+            "vgpu-migrate",
+            [
+                "migrate", "e2e-giveback", "--from", "src", "--to", "dst", "--inventory", inventory, "--database",
+                database, "--policies", TestData.policies.path,
+            ])
+        #expect(moved.status == 0, "\(moved.standardOutput)\(moved.standardError)")
+        // The VM's vGPU on src, as an earlier migration to src would have left it: created and
+        // committed by src's agent. Next to it the fixture's vGPU made by hand (5b1f0a7c-...).
+        let client = AgentClient(endpoint: AgentEndpoint(baseURL: sourceURL, token: "op-0123456789abcdef-token"))
+        var earlier = try await client.reserve(
+            ReservationRequest(
+                typeID: "nvidia-232", count: 1, owner: "an-earlier-migration", leaseSeconds: 3600,
+                idempotencyKey: "earlier/reserve"))
+        earlier = try await client.commit(earlier.id)
+        let device = try #require(earlier.devices.first)
+        let handMade = "5b1f0a7c-3e2d-4c1b-8a9f-6e5d4c3b2a10"
+        // The coordinator died after the switchover, before giving anything back.
+        var record = try abandoned(vm: "e2e-giveback", state: .migrating, intents: [.reserve])
+        record.intents.append(
+            Intent(
+                time: record.createdAt, action: .startMigration,
+                details: ["to": lab.destinationURI, "source_vgpus": "mdev:\(device.id),mdev:\(handMade)"]))
+        let store = try SQLiteHistoryStore(path: database)
+        try await store.begin(record)
+
+        let outcome = try ProductRunner.run(
+            "vgpu-migrate",
+            ["reconcile", "--inventory", inventory, "--database", database, "--policies", TestData.policies.path])
+        #expect(outcome.status == 0, "\(outcome.standardOutput)\(outcome.standardError)")
+        let settled = try #require(try await store.record(id: record.id))
+        #expect(settled.state == .completed)
+        #expect(
+            settled.events.last?.details["source_vgpu"]
+                == "released mdev \(device.id) on src; mdev \(handMade) stays on src: not created by its agent, left as it is",
+            "\(settled.events.last?.details ?? [:])")
+        #expect(settled.intents.last?.action == .releaseSource)
+        #expect(try await client.reservation(earlier.id).state == .released)
+        let devices = try FileManager.default.contentsOfDirectory(
+            atPath: sourceTree.appendingPathComponent("sys/bus/mdev/devices").path)
+        #expect(devices == [handMade])
     }
 }
 

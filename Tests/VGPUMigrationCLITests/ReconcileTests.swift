@@ -17,7 +17,7 @@ func startAgent(fixture name: String, in directory: URL) throws -> (RunningProce
         try ProductRunner.executable("vgpu-agent"),
         [
             "--sysfs-root", tree.path, "--listen", "127.0.0.1:0", "--state-dir",
-            directory.appendingPathComponent("agent-state").path,
+            directory.appendingPathComponent("agent-state-\(name)").path,
             "--tokens", directory.appendingPathComponent("tokens").path, "--insecure-http", "--policies",
             TestData.policies.path,
         ], directory: directory)

@@ -66,6 +66,8 @@ package struct JobSample: Sendable, Hashable, Codable {
 package struct Intent: Sendable, Hashable, Codable {
     package enum Action: String, Sendable, Hashable, Codable {
         case reserve, startMigration = "start-migration", release, commit, abort
+        /// Release the vGPU the VM left behind on the source host.
+        case releaseSource = "release-source"
     }
     package var time: Date
     package var action: Action

@@ -154,3 +154,11 @@ package struct AgentErrorBody: Sendable, Hashable, Codable {
         self.message = message
     }
 }
+
+extension Reservation {
+    /// Whether this reservation still holds (active or committed) one of the devices a guest's
+    /// `<hostdev>`s name.
+    package func holds(any sources: Set<HostdevSource>) -> Bool {
+        (state == .active || state == .committed) && devices.contains { sources.contains($0.hostdevSource) }
+    }
+}

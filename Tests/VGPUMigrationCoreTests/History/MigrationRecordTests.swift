@@ -61,3 +61,26 @@ struct MigrationStateTests {
         #expect(record.samples.first?.elapsedMilliseconds == 50_000)
     }
 }
+
+@Suite("Reservation.holds")
+struct ReservationHoldsTests {
+    @Test("a live reservation holds the devices a guest names; a released one holds nothing")
+    func holds() throws {
+        let device = ReservedDevice(
+            id: "0f1e2d3c-4b5a-4978-8695-a4b3c2d1e0f9", interface: .mdev, typeID: "nvidia-232",
+            function: try #require(PCIAddress("0000:3b:00.0")), gpu: try #require(PCIAddress("0000:3b:00.0")))
+        let vf = ReservedDevice(
+            id: "0000:41:00.4", interface: .vendorVFIO, typeID: "1155",
+            function: try #require(PCIAddress("0000:41:00.4")), gpu: try #require(PCIAddress("0000:41:00.0")))
+        var reservation = Reservation(
+            id: "r1",
+            request: ReservationRequest(
+                typeID: "nvidia-232", count: 2, owner: "m", leaseSeconds: 60, idempotencyKey: "k"),
+            state: .committed, devices: [device, vf], createdAt: Date(), updatedAt: Date(), leaseExpiresAt: Date())
+        #expect(reservation.holds(any: [.mdev(uuid: device.id)]))
+        #expect(reservation.holds(any: [.pci(try #require(PCIAddress("0000:41:00.4")))]))
+        #expect(!reservation.holds(any: [.mdev(uuid: "5b1f0a7c-3e2d-4c1b-8a9f-6e5d4c3b2a10")]))
+        reservation.state = .released
+        #expect(!reservation.holds(any: [.mdev(uuid: device.id)]))
+    }
+}

@@ -1,0 +1,82 @@
+import Foundation
+import VGPUAgentClient
+import VGPUMigrationCore
+
+/// After a switchover: gives back the vGPUs the VM left on the source host. Only devices the
+/// source's agent created (held by one of its reservations) are removed; anything else (made by
+/// hand or by another tool) is left in place and said so. Never fails the migration: the VM
+/// already runs on the destination.
+struct SourceVGPURelease {
+    /// The source host's agent; nil when the inventory gives it none.
+    var agent: AgentClient?
+    var hostName: String
+
+    /// The start-migration intent's detail naming the VM's vGPUs on the source, so a reconciler
+    /// can give them back too.
+    static let detailKey = "source_vgpus"
+
+    static func encode(_ sources: [HostdevSource]) -> String {
+        sources.map {
+            switch $0 {
+            case .mdev(let uuid): "mdev:\(uuid)"
+            case .pci(let address): "pci:\(address)"
+            }
+        }.joined(separator: ",")
+    }
+
+    static func decode(_ text: String) -> [HostdevSource] {
+        text.split(separator: ",").compactMap { item in
+            if item.hasPrefix("mdev:") { return .mdev(uuid: String(item.dropFirst(5))) }
+            if item.hasPrefix("pci:") { return PCIAddress(String(item.dropFirst(4))).map { .pci($0) } }
+            return nil
+        }
+    }
+
+    struct Outcome: Sendable, Equatable {
+        /// What happened, for the record.
+        var summary: String
+        /// The source reservations released.
+        var released: [String]
+    }
+
+    /// Releases the source reservations holding `sources`; `willRelease` is called with each
+    /// reservation id first (to record the intent).
+    func run(sources: [HostdevSource], willRelease: (String) async throws -> Void) async -> Outcome {
+        guard !sources.isEmpty else { return Outcome(summary: "", released: []) }
+        let names = sources.map(\.description).joined(separator: ", ")
+        guard let agent else {
+            return Outcome(summary: "\(names) stays on \(hostName) (it has no agent_url)", released: [])
+        }
+        let held: [Reservation]
+        do {
+            held = try await agent.reservations().filter { $0.holds(any: Set(sources)) }
+        } catch {
+            return Outcome(summary: "\(names) stays on \(hostName): its agent did not answer (\(error))", released: [])
+        }
+        let heldSources = Set(held.flatMap { $0.devices.map(\.hostdevSource) })
+        let others = sources.filter { !heldSources.contains($0) }
+        let kept =
+            others.isEmpty
+            ? nil
+            : others.map(\.description).joined(separator: ", ")
+                + " stays on \(hostName): not created by its agent, left as it is"
+        guard !held.isEmpty else { return Outcome(summary: kept ?? "", released: []) }
+        var released: [String] = []
+        var failures: [String] = []
+        for reservation in held {
+            do {
+                try await willRelease(reservation.id)
+                _ = try await agent.retire(reservation.id)
+                released.append(reservation.id)
+            } catch {
+                failures.append("reservation \(reservation.id): \(error)")
+            }
+        }
+        let given =
+            failures.isEmpty
+            ? "released " + sources.filter { heldSources.contains($0) }.map(\.description).joined(separator: ", ")
+                + " on \(hostName)"
+            : "could not release everything on \(hostName): " + failures.joined(separator: "; ")
+        return Outcome(summary: [given, kept].compactMap { $0 }.joined(separator: "; "), released: released)
+    }
+}
