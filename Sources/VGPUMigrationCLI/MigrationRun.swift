@@ -133,7 +133,7 @@ struct MigrationRun {
         switch outcome {
         case .completed:
             try await move(&record, to: .completing, "switched over to \(destination.name)")
-            if let moved = try await destination.connection?.lookupDomain(vm) {
+            if record.finalStats == nil, let moved = try await destination.connection?.lookupDomain(vm) {
                 record.finalStats = try? await moved.jobStats(completed: true).sample(at: Date())
             }
             if let reservation = record.reservation, let agent = destinationAgent {
@@ -205,6 +205,15 @@ struct MigrationRun {
 
         let started = Date()
         let outcome = JobOutcome()
+        // libvirt's migration events: a new pass over memory wakes the monitor at once (the
+        // moment the remaining data says the most), the job-completed event brings the final
+        // statistics. Without them the monitor still samples at the policy's interval.
+        let subscription = try? await guest.migrationEvents()
+        let watcher = Task {
+            guard let subscription else { return }
+            for await event in subscription.events { outcome.note(event) }
+        }
+        defer { watcher.cancel() }
         Task {
             do {
                 try await guest.migrate(to: destinationURI, parameters: parameters, flags: flags)
@@ -219,7 +228,9 @@ struct MigrationRun {
         while !outcome.isFinished {
             // Sleep the monitor interval, waking early when the migration ends.
             let wake = Date().addingTimeInterval(Double(policy.monitorIntervalMilliseconds) / 1000)
-            while !outcome.isFinished && Date() < wake && !(interrupted(selfAborted: selfAborted) && !operatorAborted) {
+            while !outcome.isFinished && Date() < wake && !(interrupted(selfAborted: selfAborted) && !operatorAborted)
+                && !outcome.takeNewPass()
+            {
                 try? await Task.sleep(for: .milliseconds(5))
             }
             if outcome.isFinished { break }
@@ -261,6 +272,8 @@ struct MigrationRun {
             progress(describe(sample, limit: controller.currentMilliseconds))
             try await save(record)
         }
+        await subscription?.cancel()
+        if let completed = outcome.completedStats { record.finalStats = completed.sample(at: Date()) }
         guard let failure = outcome.error else { return .completed }
         if let selfAborted { return .aborted("aborted by the policy: \(selfAborted); the VM stays on \(source.name)") }
         if let error = failure as? LibvirtError, error.code == Self.operationAborted { return .cancelled }
@@ -353,6 +366,34 @@ private final class JobOutcome: @unchecked Sendable {
     private let lock = NSLock()
     private var done = false
     private var failure: (any Error)?
+    private var newPass = false
+    private var completed: DomainJobStats?
+
+    /// Takes in a libvirt migration event.
+    func note(_ event: MigrationEvent) {
+        lock.lock()
+        defer { lock.unlock() }
+        switch event {
+        case .iteration(let pass): newPass = newPass || pass > 1
+        case .jobCompleted(let stats): completed = stats
+        }
+    }
+
+    /// Whether a new pass over memory began since the last call.
+    func takeNewPass() -> Bool {
+        lock.lock()
+        defer { lock.unlock() }
+        let seen = newPass
+        newPass = false
+        return seen
+    }
+
+    /// The final statistics of the job-completed event, when it came.
+    var completedStats: DomainJobStats? {
+        lock.lock()
+        defer { lock.unlock() }
+        return completed
+    }
 
     func finish(_ error: (any Error)?) {
         lock.lock()

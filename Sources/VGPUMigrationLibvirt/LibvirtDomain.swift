@@ -47,6 +47,30 @@ package struct MigrationFlags: OptionSet, Sendable, Hashable {
     package static let standard: MigrationFlags = [.live, .peerToPeer, .persistDestination, .undefineSource]
 }
 
+extension DomainJobStats {
+    /// Reads the typed parameters of `virDomainGetJobStats` or of a job-completed event.
+    init(type: Int32, params: virTypedParameterPtr?, count: Int32) {
+        func number(_ field: String) -> UInt64? {
+            var value: UInt64 = 0
+            return virTypedParamsGetULLong(params, count, field, &value) == 1 ? value : nil
+        }
+        var operation: Int32 = 0
+        let hasOperation = virTypedParamsGetInt(params, count, "operation", &operation) == 1
+        var message: UnsafePointer<CChar>?
+        let hasMessage = virTypedParamsGetString(params, count, "errmsg", &message) == 1
+        self.init(
+            type: type, operation: hasOperation ? operation : nil,
+            timeElapsedMilliseconds: number("time_elapsed"), dataTotalBytes: number("data_total"),
+            dataProcessedBytes: number("data_processed"), dataRemainingBytes: number("data_remaining"),
+            memoryTotalBytes: number("memory_total"), memoryProcessedBytes: number("memory_processed"),
+            memoryRemainingBytes: number("memory_remaining"), memoryBytesPerSecond: number("memory_bps"),
+            memoryDirtyRatePagesPerSecond: number("memory_dirty_rate"), memoryIteration: number("memory_iteration"),
+            memoryPageSize: number("memory_page_size"), downtimeMilliseconds: number("downtime"),
+            setupTimeMilliseconds: number("setup_time"), vfioDataTransferredBytes: number("vfio_data_transferred"),
+            errorMessage: hasMessage ? message.map { String(cString: $0) } : nil)
+    }
+}
+
 /// The statistics of a domain job (`virDomainGetJobStats`); fields libvirt does not report stay nil.
 package struct DomainJobStats: Sendable, Hashable {
     /// `virDomainJobType`: 0 none, 1 bounded, 2 unbounded, 3 completed, 4 failed, 5 cancelled.
@@ -100,7 +124,7 @@ package final class LibvirtDomain: @unchecked Sendable {
         virDomainFree(pointer)
     }
 
-    private var handle: UnsafeSendable<OpaquePointer> { UnsafeSendable(pointer) }
+    var handle: UnsafeSendable<OpaquePointer> { UnsafeSendable(pointer) }
 
     /// The domain XML; `migratable` gives the form libvirt accepts as `destination_xml`.
     package func xml(migratable: Bool = false) async throws -> String {
@@ -140,24 +164,7 @@ package final class LibvirtDomain: @unchecked Sendable {
                 throw LibvirtError.last(operation: "virDomainGetJobStats(\(name))")
             }
             defer { virTypedParamsFree(params, count) }
-            func number(_ field: String) -> UInt64? {
-                var value: UInt64 = 0
-                return virTypedParamsGetULLong(params, count, field, &value) == 1 ? value : nil
-            }
-            var operation: Int32 = 0
-            let hasOperation = virTypedParamsGetInt(params, count, "operation", &operation) == 1
-            var message: UnsafePointer<CChar>?
-            let hasMessage = virTypedParamsGetString(params, count, "errmsg", &message) == 1
-            return DomainJobStats(
-                type: type, operation: hasOperation ? operation : nil,
-                timeElapsedMilliseconds: number("time_elapsed"), dataTotalBytes: number("data_total"),
-                dataProcessedBytes: number("data_processed"), dataRemainingBytes: number("data_remaining"),
-                memoryTotalBytes: number("memory_total"), memoryProcessedBytes: number("memory_processed"),
-                memoryRemainingBytes: number("memory_remaining"), memoryBytesPerSecond: number("memory_bps"),
-                memoryDirtyRatePagesPerSecond: number("memory_dirty_rate"), memoryIteration: number("memory_iteration"),
-                memoryPageSize: number("memory_page_size"), downtimeMilliseconds: number("downtime"),
-                setupTimeMilliseconds: number("setup_time"), vfioDataTransferredBytes: number("vfio_data_transferred"),
-                errorMessage: hasMessage ? message.map { String(cString: $0) } : nil)
+            return DomainJobStats(type: type, params: params, count: count)
         }
     }
 

@@ -32,6 +32,8 @@ package struct LibvirtError: Error, Sendable, Hashable, CustomStringConvertible 
 enum LibvirtLibrary {
     private static let initialized: Bool = {
         virSetErrorFunc(nil) { _, _ in }
+        // Before any connection: only connections opened with an event loop deliver events.
+        _ = LibvirtEventLoop.running
         return virInitialize() == 0
     }()
 

@@ -29,11 +29,42 @@ package struct PostgresServer: Sendable {
         try ProcessOutcome.run(URL(fileURLWithPath: "/usr/sbin/runuser"), ["-u", "postgres", "--"] + arguments)
     }
 
+    /// Starts a server of its own (directory and port), so several can run at once; a port
+    /// taken between choosing and binding it is retried with another.
     package static func start() throws -> PostgresServer {
+        var attempt = 0
+        while true {
+            do {
+                return try start(port: try freeLoopbackPort())
+            } catch {
+                attempt += 1
+                if attempt == 3 { throw error }
+            }
+        }
+    }
+
+    /// A TCP port on 127.0.0.1 nobody listens on now (the kernel's choice).
+    private static func freeLoopbackPort() throws -> Int {
+        let descriptor = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard descriptor >= 0 else { throw POSIXError(.EMFILE) }
+        defer { close(descriptor) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        address.sin_port = 0
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let bound = withUnsafeMutablePointer(to: &address) { pointer in
+            pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { generic in
+                bind(descriptor, generic, length) == 0 && getsockname(descriptor, generic, &length) == 0
+            }
+        }
+        guard bound else { throw POSIXError(.EADDRINUSE) }
+        return Int(UInt16(bigEndian: address.sin_port))
+    }
+
+    private static func start(port: Int) throws -> PostgresServer {
         let binaries = try binaryDirectory()
-        let pid = ProcessInfo.processInfo.processIdentifier
-        let directory = "/tmp/vgpu-migrate-test-postgres-\(pid)"
-        let port = 40_000 + Int(pid % 20_000)
+        let directory = "/tmp/vgpu-migrate-test-postgres-\(UUID().uuidString.prefix(8).lowercased())"
         try? FileManager.default.removeItem(atPath: directory)
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         _ = try ProcessOutcome.run(URL(fileURLWithPath: "/bin/chown"), ["postgres:postgres", directory])

@@ -43,6 +43,56 @@ struct LibvirtMigrationTests {
         #expect(try await source.lookupDomain("mig-idle")?.isActive() == true)
     }
 
+    @Test("migration events: each new pass over memory, then the job's end with its final statistics")
+    func migrationEvents() async throws {
+        let lab = try #require(Lab.current)
+        defer { lab.removeGuest("mig-events") }
+        let start = try lab.startCheckingGuest("mig-events", dirtyMiBPerSecond: 0, workingSetMiB: 64, memoryMiB: 256)
+        #expect(start.status == 0, "\(start.standardError)")
+        // Once the guest reports, its working set is written: the first pass has data to send.
+        for _ in 0..<300 where lab.guestReports("mig-events", on: "src").isEmpty {
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        let source = try await LibvirtConnection.open(uri: lab.sourceURI)
+        let guest = try #require(try await source.lookupDomain("mig-events"))
+        let subscription = try await guest.migrationEvents()
+        let collector = Task {
+            var seen: [MigrationEvent] = []
+            for await event in subscription.events {
+                seen.append(event)
+                if case .jobCompleted = event { break }
+            }
+            return seen
+        }
+        var parameters = loopback
+        parameters.bandwidthMiBPerSecond = 32  // 64 MiB written: about two seconds of first pass
+        try await guest.migrate(to: lab.destinationURI, parameters: parameters, flags: .standard)
+        // The events may trail the call's return a little; the stream ends at the latest here.
+        let deadline = Task {
+            try await Task.sleep(for: .seconds(15))
+            await subscription.cancel()
+        }
+        let events = await collector.value
+        deadline.cancel()
+        await subscription.cancel()
+
+        let passes = events.compactMap { event -> Int? in
+            if case .iteration(let pass) = event { return pass }
+            return nil
+        }
+        #expect(!passes.isEmpty, "\(events)")
+        #expect(passes == passes.sorted() && Set(passes).count == passes.count, "\(passes)")
+        #expect((passes.last ?? 0) >= 2, "\(passes)")
+        let completed = events.compactMap { event -> DomainJobStats? in
+            if case .jobCompleted(let stats) = event { return stats }
+            return nil
+        }
+        let stats = try #require(completed.first, "no job-completed event: \(events)")
+        #expect(stats.downtimeMilliseconds != nil)
+        #expect((stats.dataTotalBytes ?? 0) >= 256 << 20)
+        #expect((stats.memoryIteration ?? 0) >= UInt64(passes.last ?? 0))
+    }
+
     @Test("a running migration reports job statistics, takes a new downtime limit, and can be aborted")
     func abortRunning() async throws {
         let lab = try #require(Lab.current)
