@@ -13,7 +13,7 @@ package struct VGPUAgentCommand: AsyncParsableCommand {
         abstract: "Serve a host's vGPU facts and durable vGPU reservations over HTTPS.",
         discussion: """
             API (JSON): GET /v1/facts, GET /v1/vgpus, GET|POST /v1/reservations, GET|DELETE \
-            /v1/reservations/ID, POST /v1/reservations/ID/commit; GET /healthz (no token) and /metrics \
+            /v1/reservations/ID, POST /v1/reservations/ID/commit|retire; GET /healthz (no token) and /metrics \
             (Prometheus). Every route but /healthz needs 'Authorization: Bearer TOKEN'; the token file \
             holds 'reader TOKEN' and 'operator TOKEN' lines (readers read, operators reserve).
 

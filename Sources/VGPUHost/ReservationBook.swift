@@ -156,7 +156,7 @@ package actor ReservationBook {
 
     /// Removes the devices and ends the reservation. Releasing an ended one returns it unchanged.
     package func release(_ id: String) throws(ReservationError) -> Reservation {
-        var reservation = try self.reservation(id)
+        let reservation = try self.reservation(id)
         switch reservation.state {
         case .active, .creating:
             break
@@ -165,15 +165,7 @@ package actor ReservationBook {
         case .released, .expired, .failed, .lost:
             return reservation
         }
-        do {
-            try removeAll(reservation.devices)
-        } catch {
-            throw .internal("removing the devices of \(id) failed: \(error)")
-        }
-        reservation.state = .released
-        reservation.updatedAt = now()
-        try journaled(reservation)
-        return reservation
+        return try removeDevices(of: reservation)
     }
 
     /// The VM that used a committed reservation's devices has left this host (migrated away):
@@ -193,10 +185,16 @@ package actor ReservationBook {
             let failures = reservation.devices.compactMap { persistence.undefine($0) }
             if !failures.isEmpty { reservation.reason = failures.joined(separator: "; ") }
         }
+        return try removeDevices(of: reservation)
+    }
+
+    /// Removes the reservation's devices and records it released.
+    private func removeDevices(of ending: Reservation) throws(ReservationError) -> Reservation {
+        var reservation = ending
         do {
             try removeAll(reservation.devices)
         } catch {
-            throw .internal("removing the devices of \(id) failed: \(error)")
+            throw .internal("removing the devices of \(reservation.id) failed: \(error)")
         }
         reservation.state = .released
         reservation.updatedAt = now()

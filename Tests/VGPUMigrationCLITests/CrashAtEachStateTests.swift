@@ -119,20 +119,12 @@ struct CrashAtEachStateTests {
         defer { try? FileManager.default.removeItem(at: directory) }
         let vm = "crash-running"
         defer { lab.removeGuest(vm) }
-        let start = try lab.startCheckingGuest(vm, dirtyMiBPerSecond: 0, workingSetMiB: 32, memoryMiB: 128)
-        #expect(start.status == 0, "\(start.standardError)")
-        #expect(await eventually(within: 60) { !lab.guestReports(vm, on: "src").isEmpty })
         // 32 MiB written at 4 MiB/s: the job runs for several seconds after the kill.
-        let policies = try policiesWith(
-            "slow", from: "adaptive", in: directory,
-            [("  on_timeout: force-switchover", "  on_timeout: force-switchover\n  bandwidth_mib_per_s: 4")])
-        let database = directory.appendingPathComponent("history.sqlite").path
-        let common = [
-            "--inventory", try labInventory(lab, in: directory), "--database", database, "--policies", policies,
-        ]
+        let options = try await slowMigrationOptions(lab, vm: vm, in: directory)
+        let common = Array(options.dropFirst(2))  // without --policy slow
         // Killed once a job sample shows the migration job running.
         let id = try killedMigration(
-            vm, at: nil, arguments: common + ["--policy", "slow"], in: directory,
+            vm, at: nil, arguments: options, in: directory,
             until: { $0.hasPrefix("  ") && $0.contains("remaining") })
         let lastOnSource = lab.guestReports(vm, on: "src").last?.tick ?? 0
         let record = try reconcile(common)

@@ -36,10 +36,9 @@ struct DirtyingGuestTests {
         let start = try lab.startCheckingGuest("idle", dirtyMiBPerSecond: 0, workingSetMiB: 64, memoryMiB: 256)
         #expect(start.status == 0, "\(start.standardError)")
         #expect(await eventually(within: 60) { !lab.guestReports("idle", on: "src").isEmpty })
-        let common = [
-            "--inventory", try labInventory(lab, in: directory), "--database",
-            directory.appendingPathComponent("history.sqlite").path, "--policies", TestData.policies.path,
-        ]
+        let database = ["--database", directory.appendingPathComponent("history.sqlite").path]
+        let common =
+            ["--inventory", try labInventory(lab, in: directory), "--policies", TestData.policies.path] + database
         for (from, to) in [("src", "dst"), ("dst", "src")] {
             let before = lab.guestReports("idle", on: from).last?.tick ?? 0
             let outcome = try ProductRunner.run(
@@ -54,6 +53,19 @@ struct DirtyingGuestTests {
             let after = lab.guestReports("idle", on: to).filter { $0.tick > before }
             #expect(!after.isEmpty)
             #expect(after.allSatisfy { $0.errors == 0 && $0.generation == 1 && $0.checkedPages > 0 }, "\(after)")
+        }
+        // The history shows both migrations and every transition of each.
+        let history = try ProductRunner.run("vgpu-migrate", ["history", "--vm", "idle", "--json"] + database)
+        let rows = try #require(
+            try JSONSerialization.jsonObject(with: Data(history.standardOutput.utf8)) as? [[String: Any]],
+            "\(history.standardError)")
+        #expect(rows.map { $0["status"] as? String } == ["completed", "completed"])
+        for id in rows.compactMap({ $0["id"] as? String }) {
+            let show = try ProductRunner.run("vgpu-migrate", ["show", id, "--json"] + database)
+            let decoder = JSONDecoder()
+            decoder.dateDecodingStrategy = .iso8601
+            let record = try decoder.decode(MigrationRecord.self, from: Data(show.standardOutput.utf8))
+            #expect(record.events.map(\.to) == [.checking, .reserving, .migrating, .completing, .completed])
         }
     }
 

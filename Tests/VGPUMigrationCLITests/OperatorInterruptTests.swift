@@ -7,29 +7,15 @@ import VGPUTestSupport
 /// a real pseudo-terminal.
 @Suite("Ctrl-C and the progress line (real libvirt daemons, QEMU, a pseudo-terminal)", .serialized, .twoHostLab)
 struct OperatorInterruptTests {
-    /// A lab guest with 32 MiB written and a policy sending 4 MiB/s: the job runs for seconds.
-    private func slowMigration(_ vm: String, in directory: URL) async throws -> [String] {
-        let lab = try #require(Lab.current)
-        let start = try lab.startCheckingGuest(vm, dirtyMiBPerSecond: 0, workingSetMiB: 32, memoryMiB: 128)
-        #expect(start.status == 0, "\(start.standardError)")
-        #expect(await eventually(within: 60) { !lab.guestReports(vm, on: "src").isEmpty })
-        let policies = try policiesWith(
-            "slow", from: "adaptive", in: directory,
-            [("  on_timeout: force-switchover", "  on_timeout: force-switchover\n  bandwidth_mib_per_s: 4")])
-        return [
-            "migrate", vm, "--from", "src", "--to", "dst", "--policy", "slow", "--inventory",
-            try labInventory(lab, in: directory), "--database", directory.appendingPathComponent("history.sqlite").path,
-            "--policies", policies,
-        ]
-    }
-
     @Test("without a terminal, SIGINT aborts at once: cancelled, the guest stays on src")
     func interruptWithoutTerminal() async throws {
         let lab = try #require(Lab.current)
         let directory = try temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: directory) }
         defer { lab.removeGuest("ctrl-c-plain") }
-        let arguments = try await slowMigration("ctrl-c-plain", in: directory)
+        let arguments =
+            ["migrate", "ctrl-c-plain", "--from", "src", "--to", "dst"]
+            + (try await slowMigrationOptions(lab, vm: "ctrl-c-plain", in: directory))
         let migration = try RunningProcess(
             try ProductRunner.executable("vgpu-migrate"), arguments, directory: directory)
         defer { migration.stop() }
@@ -49,12 +35,9 @@ struct OperatorInterruptTests {
         let directory = try temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: directory) }
         defer { lab.removeGuest("ctrl-c-tty") }
-        let arguments = try await slowMigration("ctrl-c-tty", in: directory)
-        let command = ([try ProductRunner.executable("vgpu-migrate").path] + arguments).map { "'\($0)'" }
-            .joined(separator: " ")
-        let terminal = try RunningProcess(
-            URL(fileURLWithPath: "/usr/bin/script"), ["-q", "-e", "-c", command, "/dev/null"], directory: directory,
-            environment: ["TERM": "xterm"], withInput: true)
+        let terminal = try vgpuMigrateOnTerminal(
+            ["migrate", "ctrl-c-tty", "--from", "src", "--to", "dst"]
+                + (try await slowMigrationOptions(lab, vm: "ctrl-c-tty", in: directory)), in: directory)
         defer { terminal.stop() }
         #expect(
             terminal.waitForLine { $0.contains("\r\u{1B}[Kmigrating (first pass)") } != nil,
@@ -73,12 +56,9 @@ struct OperatorInterruptTests {
         let directory = try temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: directory) }
         defer { lab.removeGuest("ctrl-c-no") }
-        let arguments = try await slowMigration("ctrl-c-no", in: directory)
-        let command = ([try ProductRunner.executable("vgpu-migrate").path] + arguments).map { "'\($0)'" }
-            .joined(separator: " ")
-        let terminal = try RunningProcess(
-            URL(fileURLWithPath: "/usr/bin/script"), ["-q", "-e", "-c", command, "/dev/null"], directory: directory,
-            environment: ["TERM": "xterm"], withInput: true)
+        let terminal = try vgpuMigrateOnTerminal(
+            ["migrate", "ctrl-c-no", "--from", "src", "--to", "dst"]
+                + (try await slowMigrationOptions(lab, vm: "ctrl-c-no", in: directory)), in: directory)
         defer { terminal.stop() }
         #expect(terminal.waitForLine { $0.contains("migrating (first pass)") } != nil, "\(terminal.standardOutput)")
         terminal.send("\u{03}")
