@@ -21,7 +21,9 @@ package final class SQLiteHistoryStore: HistoryStore {
             configuration.busyMode = .timeout(10)
             configuration.label = "vgpu-migrate.history"
             pool = try DatabasePool(path: path, configuration: configuration)
-            try Self.migrator.migrate(pool)
+            // A read tells whether the schema is current; only then is a write transaction needed.
+            let migrator = Self.migrator
+            if try !pool.read(migrator.hasCompletedMigrations) { try migrator.migrate(pool) }
         } catch {
             throw .unavailable("\(path): \(error)")
         }
