@@ -44,7 +44,7 @@ struct MigrationRun {
             throw CommandFailure("\(error)", remedy: "wait for it to end, or abort it with 'vgpu-migrate abort'")
         }
         report("migration \(record.id): \(vm) \(source.name) → \(destination.name), policy \(policy.name)")
-        pauseIfAsked(MigrationState.requested.rawValue)
+        await pauseIfAsked(MigrationState.requested.rawValue)
         do {
             try await drive(&record)
         } catch is OperatorCancellation {
@@ -115,7 +115,7 @@ struct MigrationRun {
                 Intent(time: Date(), action: .reserve, details: ["type": typeID, "count": String(vgpus.count)]))
             try await save(record)
             let reservation = try await agent.reserve(request)
-            pauseIfAsked("reserved")
+            await pauseIfAsked("reserved")
             record.reservation = ReservationReference(
                 host: destination.name, id: reservation.id, devices: reservation.devices, state: reservation.state)
             var mapping: [HostdevSource: HostdevSource] = [:]
@@ -273,7 +273,9 @@ struct MigrationRun {
             try await save(record)
         }
         await subscription?.cancel()
-        if let completed = outcome.completedStats { record.finalStats = completed.sample(at: Date()) }
+        if outcome.error == nil, let completed = outcome.completedStats {
+            record.finalStats = completed.sample(at: Date())
+        }
         guard let failure = outcome.error else { return .completed }
         if let selfAborted { return .aborted("aborted by the policy: \(selfAborted); the VM stays on \(source.name)") }
         if let error = failure as? LibvirtError, error.code == Self.operationAborted { return .cancelled }
@@ -343,14 +345,14 @@ struct MigrationRun {
         try record.transition(to: state, reason: reason, details: details, at: Date())
         try await save(record)
         report("\(state.rawValue): \(reason)")
-        pauseIfAsked(state.rawValue)
+        await pauseIfAsked(state.rawValue)
     }
 
     /// Stops here for good when `pauseAt` names this point (the test then kills the process).
-    private func pauseIfAsked(_ point: String) {
+    private func pauseIfAsked(_ point: String) async {
         guard pauseAt == point else { return }
         report("paused at \(point) (\(MigrateCommand.pauseVariable))")
-        while true { sleep(3600) }
+        while true { try? await Task.sleep(for: .seconds(3600)) }
     }
 
     private func save(_ record: MigrationRecord) async throws {

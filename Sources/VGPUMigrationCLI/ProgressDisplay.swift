@@ -9,6 +9,7 @@ final class ProgressDisplay: @unchecked Sendable {
     private let descriptor: Int32
     private let redraws: Bool
     private var showing = false
+    private var asking = false
 
     init(json: Bool) {
         descriptor = json ? STDERR_FILENO : STDOUT_FILENO
@@ -33,12 +34,29 @@ final class ProgressDisplay: @unchecked Sendable {
     func progress(_ text: String) {
         lock.lock()
         defer { lock.unlock() }
+        if asking { return }
         if redraws {
             write("\r\u{1B}[K" + text)
             showing = true
         } else {
             write("  " + text + "\n")
         }
+    }
+
+    /// Asks a question on the terminal and reads the answer (nil at end of input); the progress
+    /// line stays still meanwhile.
+    func ask(_ question: String) -> String? {
+        lock.lock()
+        if showing { write("\r\u{1B}[K") }
+        showing = false
+        asking = true
+        write(question)
+        lock.unlock()
+        let answer = readLine(strippingNewline: true)
+        lock.lock()
+        asking = false
+        lock.unlock()
+        return answer
     }
 
     private func write(_ text: String) {
@@ -85,8 +103,9 @@ final class OperatorInterrupt: @unchecked Sendable {
                 request()
                 return
             }
-            display.line("Abort \(describe())? The VM stays on the source. [y/N] ")
-            let answer = readLine(strippingNewline: true)?.trimmingCharacters(in: .whitespaces).lowercased() ?? "y"
+            let answer =
+                display.ask("Abort \(describe())? The VM stays on the source. [y/N] ")?
+                .trimmingCharacters(in: .whitespaces).lowercased() ?? "n"
             if answer == "y" || answer == "yes" {
                 display.line("aborting on request")
                 request()
