@@ -149,6 +149,9 @@ package struct Lab: Sendable {
     package var directory: String
     package var sourceURI: String
     package var destinationURI: String
+    /// The hosts' addresses on the link between their network namespaces (migration data).
+    package var sourceAddress: String
+    package var destinationAddress: String
 
     @TaskLocal package static var current: Lab?
 
@@ -178,11 +181,16 @@ package struct Lab: Sendable {
                 values[String(pair[0])] = String(pair[1]).trimmingCharacters(in: CharacterSet(charactersIn: "'"))
             }
         }
-        guard let source = values["VGPU_LAB_SRC_URI"], let destination = values["VGPU_LAB_DST_URI"] else {
+        guard let source = values["VGPU_LAB_SRC_URI"], let destination = values["VGPU_LAB_DST_URI"],
+            let sourceAddress = values["VGPU_LAB_SRC_ADDRESS"], let destinationAddress = values["VGPU_LAB_DST_ADDRESS"]
+        else {
             _ = try? script(["down"], directory: directory)
-            throw CocoaError(.executableLoad, userInfo: [NSLocalizedDescriptionKey: "scripts/lab printed no URIs"])
+            throw CocoaError(
+                .executableLoad, userInfo: [NSLocalizedDescriptionKey: "scripts/lab printed no URIs and addresses"])
         }
-        return Lab(directory: directory, sourceURI: source, destinationURI: destination)
+        return Lab(
+            directory: directory, sourceURI: source, destinationURI: destination, sourceAddress: sourceAddress,
+            destinationAddress: destinationAddress)
     }
 
     package func down() {

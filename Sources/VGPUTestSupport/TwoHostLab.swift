@@ -8,8 +8,8 @@ package struct TwoHostLab: SuiteTrait, TestScoping {
     package func provideScope(
         for test: Test, testCase: Test.Case?, performing function: @Sendable () async throws -> Void
     ) async throws {
-        // One lab at a time: suites run in parallel in one process, and labs share the loopback
-        // migration ports.
+        // One lab at a time: suites run in parallel in one process, and the lab guests and
+        // migrations of two labs would compete for this machine's few CPUs.
         await LabLock.shared.acquire()
         do {
             let lab = try Lab.up()

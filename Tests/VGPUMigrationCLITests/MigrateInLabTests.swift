@@ -5,7 +5,7 @@ import VGPUMigrationCore
 import VGPUMigrationStorage
 import VGPUTestSupport
 
-/// The lab as an inventory: both daemons, fixture T4 trees as their GPUs, data over loopback.
+/// The lab as an inventory: both daemons, fixture T4 trees as their GPUs, data over the lab's link.
 /// With `destinationAgent` (`sourceAgent`), dst's (src's) GPUs come from that agent (token in
 /// the file `token`).
 func labInventory(_ lab: Lab, in directory: URL, destinationAgent: String? = nil, sourceAgent: String? = nil) throws
@@ -21,11 +21,11 @@ func labInventory(_ lab: Lab, in directory: URL, destinationAgent: String? = nil
       src:
         libvirt_uri: \(lab.sourceURI)
         \(sourceGPUs)
-        migration_address: 127.0.0.1
+        migration_address: \(lab.sourceAddress)
       dst:
         libvirt_uri: \(lab.destinationURI)
         \(destinationGPUs)
-        migration_address: 127.0.0.1
+        migration_address: \(lab.destinationAddress)
     """.write(to: file, atomically: true, encoding: .utf8)
     return file.path
 }

@@ -12,8 +12,10 @@ func startGuest(_ lab: Lab, name: String, memoryMiB: Int) throws {
     }
 }
 
-/// Both hosts are on this machine: the data stream goes over loopback.
-let loopback = MigrationParameters(migrateURI: "tcp://127.0.0.1", listenAddress: "127.0.0.1")
+/// The data stream goes over the link between the lab hosts' network namespaces, to `address`.
+func dataPath(to address: String) -> MigrationParameters {
+    MigrationParameters(migrateURI: "tcp://\(address)", listenAddress: address)
+}
 
 @Suite("libvirt migration against the lab's real daemons", .serialized, .twoHostLab)
 struct LibvirtMigrationTests {
@@ -24,7 +26,7 @@ struct LibvirtMigrationTests {
         let source = try await LibvirtConnection.open(uri: lab.sourceURI)
         let destination = try await LibvirtConnection.open(uri: lab.destinationURI)
         let guest = try #require(try await source.lookupDomain("mig-idle"))
-        var parameters = loopback
+        var parameters = dataPath(to: lab.destinationAddress)
         parameters.destinationXML = try await guest.xml(migratable: true)
         try await guest.migrate(to: lab.destinationURI, parameters: parameters, flags: .standard)
 
@@ -38,7 +40,8 @@ struct LibvirtMigrationTests {
         #expect(stats.downtimeMilliseconds != nil)
 
         try await moved.migrate(
-            to: lab.sourceURI, parameters: loopback, flags: [.live, .peerToPeer, .persistDestination, .undefineSource])
+            to: lab.sourceURI, parameters: dataPath(to: lab.sourceAddress),
+            flags: [.live, .peerToPeer, .persistDestination, .undefineSource])
         #expect(try await destination.lookupDomain("mig-idle") == nil)
         #expect(try await source.lookupDomain("mig-idle")?.isActive() == true)
     }
@@ -64,7 +67,7 @@ struct LibvirtMigrationTests {
             }
             return seen
         }
-        var parameters = loopback
+        var parameters = dataPath(to: lab.destinationAddress)
         parameters.bandwidthMiBPerSecond = 32  // 64 MiB written: about two seconds of first pass
         try await guest.migrate(to: lab.destinationURI, parameters: parameters, flags: .standard)
         // The events may trail the call's return a little; the stream ends at the latest here.
@@ -101,7 +104,7 @@ struct LibvirtMigrationTests {
         let source = try await LibvirtConnection.open(uri: lab.sourceURI)
         let destination = try await LibvirtConnection.open(uri: lab.destinationURI)
         let guest = try #require(try await source.lookupDomain("mig-abort"))
-        var parameters = loopback
+        var parameters = dataPath(to: lab.destinationAddress)
         parameters.bandwidthMiBPerSecond = 1
         let migration = Task {
             try await guest.migrate(to: lab.destinationURI, parameters: parameters, flags: .standard)
