@@ -83,22 +83,14 @@ package final class LibvirtConnection: @unchecked Sendable {
     /// The host's name as libvirt reports it.
     package func hostname() async throws -> String {
         try await call { (connection) throws(LibvirtError) in
-            guard let name = virConnectGetHostname(connection) else {
-                throw LibvirtError.last(operation: "virConnectGetHostname")
-            }
-            defer { free(name) }
-            return String(cString: name)
+            try takeLibvirtString(virConnectGetHostname(connection), operation: "virConnectGetHostname")
         }
     }
 
     /// The host capabilities XML (`virConnectGetCapabilities`).
     package func capabilitiesXML() async throws -> String {
         try await call { (connection) throws(LibvirtError) in
-            guard let text = virConnectGetCapabilities(connection) else {
-                throw LibvirtError.last(operation: "virConnectGetCapabilities")
-            }
-            defer { free(text) }
-            return String(cString: text)
+            try takeLibvirtString(virConnectGetCapabilities(connection), operation: "virConnectGetCapabilities")
         }
     }
 
@@ -142,11 +134,9 @@ package final class LibvirtConnection: @unchecked Sendable {
             defer { virDomainFree(domain) }
             let active = virDomainIsActive(domain)
             guard active >= 0 else { throw LibvirtError.last(operation: "virDomainIsActive(\(name))") }
-            guard let text = virDomainGetXMLDesc(domain, 0) else {
-                throw LibvirtError.last(operation: "virDomainGetXMLDesc(\(name))")
-            }
-            defer { free(text) }
-            return (String(cString: text), active == 1)
+            let xml = try takeLibvirtString(
+                virDomainGetXMLDesc(domain, 0), operation: "virDomainGetXMLDesc(\(name))")
+            return (xml, active == 1)
         }
     }
 
@@ -202,11 +192,7 @@ final class NodeDeviceHandle {
     }
 
     func xml() throws(LibvirtError) -> String {
-        guard let text = virNodeDeviceGetXMLDesc(pointer, 0) else {
-            throw LibvirtError.last(operation: "virNodeDeviceGetXMLDesc(\(name))")
-        }
-        defer { free(text) }
-        return String(cString: text)
+        try takeLibvirtString(virNodeDeviceGetXMLDesc(pointer, 0), operation: "virNodeDeviceGetXMLDesc(\(name))")
     }
 }
 

@@ -132,11 +132,8 @@ package final class LibvirtDomain: @unchecked Sendable {
         let name = self.name
         return try await connection.call { (_) throws(LibvirtError) in
             let flags = migratable ? VIR_DOMAIN_XML_MIGRATABLE.rawValue : 0
-            guard let text = virDomainGetXMLDesc(domain.value, flags) else {
-                throw LibvirtError.last(operation: "virDomainGetXMLDesc(\(name))")
-            }
-            defer { free(text) }
-            return String(cString: text)
+            return try takeLibvirtString(
+                virDomainGetXMLDesc(domain.value, flags), operation: "virDomainGetXMLDesc(\(name))")
         }
     }
 

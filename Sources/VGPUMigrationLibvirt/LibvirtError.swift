@@ -1,4 +1,5 @@
 import CLibvirt
+import Foundation
 
 /// A failed libvirt call: libvirt's error code, domain and message.
 package struct LibvirtError: Error, Sendable, Hashable, CustomStringConvertible {
@@ -25,6 +26,16 @@ package struct LibvirtError: Error, Sendable, Hashable, CustomStringConvertible 
         return LibvirtError(
             code: error.pointee.code, domain: error.pointee.domain, message: message, operation: operation)
     }
+}
+
+/// A string a libvirt call allocated for the caller: copied and freed here. nil means the call
+/// failed, and its error is thrown (read right away, on the failing call's thread).
+func takeLibvirtString(_ text: UnsafeMutablePointer<CChar>?, operation: @autoclosure () -> String)
+    throws(LibvirtError) -> String
+{
+    guard let text else { throw LibvirtError.last(operation: operation()) }
+    defer { free(text) }
+    return String(cString: text)
 }
 
 /// libvirt's one-time set-up: `virInitialize()` and a silent default error handler (errors
