@@ -36,11 +36,9 @@ struct CheckCommand: AsyncParsableCommand {
     @Option(name: .customLong("policy"), help: ArgumentHelp("Policy name (policies/NAME.yaml).", valueName: "name"))
     var policyName: String = MigrationPolicyFile.defaultName
 
-    @Option(name: .customLong("policies"), help: ArgumentHelp("Directory of the policy files.", valueName: "dir"))
-    var policies: String?
+    @OptionGroup var policies: PolicyDirectoryOption
 
-    @Option(name: .customLong("inventory"), help: ArgumentHelp("Inventory file.", valueName: "file"))
-    var inventoryPath: String?
+    @OptionGroup var inventoryFile: InventoryOption
 
     @Option(
         name: .customLong("source-facts"),
@@ -82,13 +80,12 @@ struct CheckCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
-        let directory = try PolicyDirectory.locate(explicit: policies)
+        let directory = try PolicyDirectory.locate(explicit: policies.policies)
         let catalog = try PolicyDirectory.boardCatalog(in: directory)
         let policy = try PolicyDirectory.policy(named: policyName, in: directory)
         let needsInventory = (source != nil && sourceFacts == nil) || (destination != nil && destinationFacts == nil)
         let inventory = needsInventory ? try loadInventory() : nil
-        let base = URL(fileURLWithPath: try InventoryAccess.path(inventoryPath)).deletingLastPathComponent()
-        let loader = HostFactsLoader(catalog: catalog, baseDirectory: base)
+        let loader = try inventoryFile.factsLoader(catalog: catalog)
         let cwd = HostFactsLoader(
             catalog: catalog, baseDirectory: URL(fileURLWithPath: FileManager.default.currentDirectoryPath))
 
@@ -135,7 +132,7 @@ struct CheckCommand: AsyncParsableCommand {
     // MARK: Inputs
 
     func loadInventory() throws(CommandFailure) -> HostInventoryConfig {
-        try InventoryAccess.load(path: inventoryPath)
+        try inventoryFile.load()
     }
 
     func inventoryHost(_ name: String, in inventory: HostInventoryConfig) throws(CommandFailure) -> InventoryHost {

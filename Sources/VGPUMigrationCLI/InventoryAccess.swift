@@ -1,5 +1,7 @@
+import ArgumentParser
 import Foundation
 import VGPUCommandSupport
+import VGPUMigrationCore
 import VGPUPolicies
 
 /// Reading the inventory file, with the errors every command gives.
@@ -36,5 +38,21 @@ enum InventoryAccess {
                 exitCode: CommandFailure.usageOrConfiguration)
         }
         return host
+    }
+}
+
+/// `--inventory FILE`, for the commands that reach hosts.
+struct InventoryOption: ParsableArguments {
+    @Option(name: .customLong("inventory"), help: ArgumentHelp("Inventory file.", valueName: "file"))
+    var path: String?
+
+    func load() throws(CommandFailure) -> HostInventoryConfig {
+        try InventoryAccess.load(path: path)
+    }
+
+    /// A facts loader that takes the inventory's relative paths from the inventory's folder.
+    func factsLoader(catalog: GPUBoardCatalog) throws(CommandFailure) -> HostFactsLoader {
+        let file = URL(fileURLWithPath: try InventoryAccess.path(path))
+        return HostFactsLoader(catalog: catalog, baseDirectory: file.deletingLastPathComponent())
     }
 }

@@ -29,8 +29,7 @@ struct MigrateCommand: AsyncParsableCommand {
     @Option(name: .customLong("policy"), help: ArgumentHelp("Policy name.", valueName: "name")) var policyName =
         MigrationPolicyFile.defaultName
     @OptionGroup var policies: PolicyDirectoryOption
-    @Option(name: .customLong("inventory"), help: ArgumentHelp("Inventory file.", valueName: "file")) var inventoryPath:
-        String?
+    @OptionGroup var inventoryFile: InventoryOption
     @OptionGroup var database: DatabaseOption
     @Option(
         name: .customLong("force"), help: ArgumentHelp("Failing checks to accept, comma-separated.", valueName: "ids"))
@@ -54,9 +53,8 @@ struct MigrateCommand: AsyncParsableCommand {
         let (policy, _) = try policies.load(policyName)
         let directory = try PolicyDirectory.locate(explicit: policies.policies)
         let catalog = try PolicyDirectory.boardCatalog(in: directory)
-        let inventory = try InventoryAccess.load(path: inventoryPath)
-        let base = URL(fileURLWithPath: try InventoryAccess.path(inventoryPath)).deletingLastPathComponent()
-        let loader = HostFactsLoader(catalog: catalog, baseDirectory: base)
+        let inventory = try inventoryFile.load()
+        let loader = try inventoryFile.factsLoader(catalog: catalog)
         let sourceHost = try InventoryAccess.host(source, in: inventory)
         let destinationHost = try InventoryAccess.host(destination, in: inventory)
         let store = try await database.open()
@@ -99,8 +97,7 @@ struct AbortCommand: AsyncParsableCommand {
     )
 
     @Argument(help: "Migration id, or a unique prefix of it.") var id: String
-    @Option(name: .customLong("inventory"), help: ArgumentHelp("Inventory file.", valueName: "file")) var inventoryPath:
-        String?
+    @OptionGroup var inventoryFile: InventoryOption
     @OptionGroup var database: DatabaseOption
 
     func validate() throws {
@@ -122,7 +119,7 @@ struct AbortCommand: AsyncParsableCommand {
             throw CommandFailure(
                 "migration \(record.id) is \(record.state.rawValue), not migrating: there is no migration job to abort")
         }
-        let inventory = try InventoryAccess.load(path: inventoryPath)
+        let inventory = try inventoryFile.load()
         let host = try InventoryAccess.host(record.source, in: inventory)
         guard let uri = host.libvirtURI else {
             throw CommandFailure(

@@ -234,8 +234,7 @@ struct ReconcileCommand: AsyncParsableCommand {
             """
     )
 
-    @Option(name: .customLong("inventory"), help: ArgumentHelp("Inventory file.", valueName: "file")) var inventoryPath:
-        String?
+    @OptionGroup var inventoryFile: InventoryOption
     @OptionGroup var policies: PolicyDirectoryOption
     @OptionGroup var database: DatabaseOption
     @Option(
@@ -256,12 +255,11 @@ struct ReconcileCommand: AsyncParsableCommand {
 
     func run() async throws {
         let store = try await database.open()
-        let inventory = try InventoryAccess.load(path: inventoryPath)
+        let inventory = try inventoryFile.load()
         let directory = try PolicyDirectory.locate(explicit: policies.policies)
-        let base = URL(fileURLWithPath: try InventoryAccess.path(inventoryPath)).deletingLastPathComponent()
         let reconciler = Reconciler(
             store: store, inventory: inventory,
-            loader: HostFactsLoader(catalog: try PolicyDirectory.boardCatalog(in: directory), baseDirectory: base),
+            loader: try inventoryFile.factsLoader(catalog: try PolicyDirectory.boardCatalog(in: directory)),
             staleAfterSeconds: staleAfter, abortRunningJobs: abortRunning,
             policyNamed: { name in try? policies.load(name).0 },
             report: { line in
