@@ -24,17 +24,14 @@ struct CrashAtEachStateTests {
         let reached = migration.waitForLine(within: 60, where: until ?? { $0.hasPrefix("paused at \(point ?? "") ") })
         #expect(reached != nil, "\(migration.standardOutput)\(migration.standardError)")
         migration.kill()
-        let first = try #require(migration.standardOutput.split(separator: "\n").first)
-        return String(try #require(first.split(separator: " ").dropFirst().first?.dropLast()))
+        return try #require(migrationID(of: migration))
     }
 
     private func reconcile(_ arguments: [String]) throws -> MigrationRecord {
         let outcome = try ProductRunner.run(
             "vgpu-migrate", ["reconcile", "--stale-after", "0", "--json"] + arguments)
         #expect(outcome.status == 0, "\(outcome.standardOutput)\(outcome.standardError)")
-        let decoder = JSONDecoder()
-        decoder.dateDecodingStrategy = .iso8601
-        let settled = try decoder.decode([MigrationRecord].self, from: Data(outcome.standardOutput.utf8))
+        let settled = try decodedJSON([MigrationRecord].self, from: outcome.standardOutput)
         return try #require(settled.only, "\(outcome.standardOutput)")
     }
 
@@ -65,7 +62,7 @@ struct CrashAtEachStateTests {
         let store = try SQLiteHistoryStore(path: database)
         let left = try #require(try await store.record(id: id))
         #expect(left.state.rawValue == (point == "reserved" ? "reserving" : point))
-        let client = AgentClient(endpoint: AgentEndpoint(baseURL: url, token: "op-0123456789abcdef-token"))
+        let client = operatorClient(url)
         let heldAtKill = try await client.reservations().filter { $0.request.owner == id && $0.state == .active }
         #expect(heldAtKill.count == (["reserved", "migrating"].contains(point) ? 1 : 0))
 
@@ -82,8 +79,7 @@ struct CrashAtEachStateTests {
             #expect(record.intents.last?.action == .release)
         }
         let devices =
-            (try? FileManager.default.contentsOfDirectory(
-                atPath: tree.appendingPathComponent("sys/bus/mdev/devices").path)) ?? []
+            mdevs(in: tree)
         #expect(devices.isEmpty, "\(devices)")
         #expect(try lab.virsh(lab.sourceURI, ["dominfo", vm]).status == 0)
         #expect(try lab.virsh(lab.destinationURI, ["dominfo", vm]).status != 0)

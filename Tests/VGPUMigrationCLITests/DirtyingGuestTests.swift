@@ -62,9 +62,7 @@ struct DirtyingGuestTests {
         #expect(rows.map { $0["status"] as? String } == ["completed", "completed"])
         for id in rows.compactMap({ $0["id"] as? String }) {
             let show = try ProductRunner.run("vgpu-migrate", ["show", id, "--json"] + database)
-            let decoder = JSONDecoder()
-            decoder.dateDecodingStrategy = .iso8601
-            let record = try decoder.decode(MigrationRecord.self, from: Data(show.standardOutput.utf8))
+            let record = try decodedJSON(MigrationRecord.self, from: show.standardOutput)
             #expect(record.events.map(\.to) == [.checking, .reserving, .migrating, .completing, .completed])
         }
     }
@@ -141,9 +139,7 @@ struct DirtyingGuestTests {
                 directory.appendingPathComponent("history.sqlite").path, "--policies", policies, "--json",
             ])
         #expect(outcome.status == (expectSuccess ? 0 : 1), "\(outcome.standardError)")
-        let decoder = JSONDecoder()
-        decoder.dateDecodingStrategy = .iso8601
-        let record = try decoder.decode(MigrationRecord.self, from: Data(outcome.standardOutput.utf8))
+        let record = try decodedJSON(MigrationRecord.self, from: outcome.standardOutput)
 
         let host = expectSuccess ? "dst" : "src"
         #expect(try runningOn(lab, name) == [host])

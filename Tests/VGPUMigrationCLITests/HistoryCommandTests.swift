@@ -115,9 +115,7 @@ struct HistoryCommandTests {
         #expect(text.contains("PASS  driver.version"))
         #expect(text.contains("Reservation 22222222-0000-4000-8000-000000000000 on t4-b: active"))
         let json = try ProductRunner.run("vgpu-migrate", ["show", records[1].id, "--database", path, "--json"])
-        let decoder = JSONDecoder()
-        decoder.dateDecodingStrategy = .iso8601
-        let record = try decoder.decode(MigrationRecord.self, from: Data(json.standardOutput.utf8))
+        let record = try decodedJSON(MigrationRecord.self, from: json.standardOutput)
         #expect(record.state == .failed)
         #expect(record.events.map(\.to) == [.checking, .failed])
     }

@@ -76,9 +76,7 @@ struct MigrateInLabTests {
             "vgpu-migrate", ["migrate", "e2e-idle", "--from", "dst", "--to", "src", "--json"] + common)
         #expect(back.status == 0, "\(back.standardError)")
         #expect(try runningOn(lab, "e2e-idle") == ["src"])
-        let decoder = JSONDecoder()
-        decoder.dateDecodingStrategy = .iso8601
-        let record = try decoder.decode(MigrationRecord.self, from: Data(back.standardOutput.utf8))
+        let record = try decodedJSON(MigrationRecord.self, from: back.standardOutput)
         #expect(record.state == .completed)
         #expect(record.events.map(\.to) == [.checking, .reserving, .migrating, .completing, .completed])
         #expect(record.finalStats?.downtimeMilliseconds != nil)
@@ -97,32 +95,18 @@ struct MigrateInLabTests {
         let lab = try #require(Lab.current)
         let directory = try temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: directory) }
-        // 2 GiB at 1 MiB/s runs for a while even with zero pages compressed.
-        try startLabGuest(lab, name: "e2e-abort", memoryMiB: 2048)
-        let policies = try policiesWith(
-            "slow", from: "adaptive", in: directory,
-            [("  on_timeout: force-switchover", "  on_timeout: force-switchover\n  bandwidth_mib_per_s: 1")])
-        let inventory = try labInventory(lab, in: directory)
-        let database = directory.appendingPathComponent("history.sqlite").path
-        let migration = try RunningProcess(
-            try ProductRunner.executable("vgpu-migrate"),
-            [
-                "migrate", "e2e-abort", "--from", "src", "--to", "dst", "--policy", "slow", "--inventory", inventory,
-                "--database", database, "--policies", policies,
-            ], directory: directory)
+        let (migration, inventory, database, _) = try startCrawlingMigration(
+            lab, vm: "e2e-abort", memoryMiB: 2048, in: directory)
         defer { migration.stop() }
         let line = try #require(migration.waitForLine { $0.hasPrefix("migrating (") }, "\(migration.standardError)")
         #expect(line.contains("2048 MiB RAM"))
-        let id = try #require(
-            migration.standardOutput.split(separator: "\n").first?.split(separator: " ")[1].dropLast())
+        let id = try #require(migrationID(of: migration))
         let abort = try ProductRunner.run(
             "vgpu-migrate", ["abort", String(id), "--inventory", inventory, "--database", database])
         #expect(abort.status == 0, "\(abort.standardError)")
         #expect(migration.waitForLine(within: 60) { $0.hasPrefix("cancelled: ") } != nil, "\(migration.standardOutput)")
         let show = try ProductRunner.run("vgpu-migrate", ["show", String(id), "--database", database, "--json"])
-        let decoder = JSONDecoder()
-        decoder.dateDecodingStrategy = .iso8601
-        let record = try decoder.decode(MigrationRecord.self, from: Data(show.standardOutput.utf8))
+        let record = try decodedJSON(MigrationRecord.self, from: show.standardOutput)
         #expect(record.state == .cancelled)
         #expect(try runningOn(lab, "e2e-abort") == ["src"])
         #expect(try lab.virsh(lab.destinationURI, ["dominfo", "e2e-abort"]).status != 0)
@@ -160,18 +144,8 @@ struct MigrateInLabTests {
         let lab = try #require(Lab.current)
         let directory = try temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: directory) }
-        try startLabGuest(lab, name: "e2e-killed", memoryMiB: 2048)
-        let policies = try policiesWith(
-            "slow", from: "adaptive", in: directory,
-            [("  on_timeout: force-switchover", "  on_timeout: force-switchover\n  bandwidth_mib_per_s: 1")])
-        let inventory = try labInventory(lab, in: directory)
-        let database = directory.appendingPathComponent("history.sqlite").path
-        let migration = try RunningProcess(
-            try ProductRunner.executable("vgpu-migrate"),
-            [
-                "migrate", "e2e-killed", "--from", "src", "--to", "dst", "--policy", "slow", "--inventory", inventory,
-                "--database", database, "--policies", policies,
-            ], directory: directory)
+        let (migration, inventory, database, policies) = try startCrawlingMigration(
+            lab, vm: "e2e-killed", memoryMiB: 2048, in: directory)
         #expect(migration.waitForLine { $0.hasPrefix("migrating (") } != nil, "\(migration.standardError)")
         migration.kill()
         let reconcile = try ProductRunner.run(
@@ -181,9 +155,7 @@ struct MigrateInLabTests {
                 database, "--policies", policies, "--json",
             ])
         #expect(reconcile.status == 0, "\(reconcile.standardError)")
-        let decoder = JSONDecoder()
-        decoder.dateDecodingStrategy = .iso8601
-        let settled = try decoder.decode([MigrationRecord].self, from: Data(reconcile.standardOutput.utf8))
+        let settled = try decodedJSON([MigrationRecord].self, from: reconcile.standardOutput)
         let record = try #require(settled.only)
         #expect(record.state == .failed)
         #expect(record.events.suffix(2).map(\.to) == [.unknown, .failed])
@@ -232,9 +204,7 @@ struct MigrateInLabTests {
                 "--policies", TestData.policies.path, "--force", "vm.exists,versions.qemu", "--json",
             ])
         #expect(outcome.status == 1, "\(outcome.standardError)")
-        let decoder = JSONDecoder()
-        decoder.dateDecodingStrategy = .iso8601
-        let record = try decoder.decode(MigrationRecord.self, from: Data(outcome.standardOutput.utf8))
+        let record = try decodedJSON(MigrationRecord.self, from: outcome.standardOutput)
         #expect(record.state == .failed)
         #expect(record.events.map(\.to) == [.checking, .reserving, .migrating, .failed])
         #expect(record.events[1].reason == "checks passed, forced past vm.exists, versions.qemu")
@@ -244,8 +214,7 @@ struct MigrateInLabTests {
         #expect(reservation.devices.map(\.typeID) == ["nvidia-232"])
         #expect(reservation.devices.first?.function == PCIAddress("0000:3b:00.0"))
         let devices =
-            (try? FileManager.default.contentsOfDirectory(
-                atPath: tree.appendingPathComponent("sys/bus/mdev/devices").path)) ?? []
+            mdevs(in: tree)
         #expect(devices.isEmpty)
         #expect(outcome.standardError.contains("migrating: reserved 1 vGPU(s) on dst"))
     }
@@ -273,7 +242,7 @@ struct MigrateInLabTests {
         let store = try SQLiteHistoryStore(path: database)
         let record = try abandoned(vm: "e2e-moved", state: .migrating, intents: [.reserve, .startMigration])
         try await store.begin(record)
-        let client = AgentClient(endpoint: AgentEndpoint(baseURL: url, token: "op-0123456789abcdef-token"))
+        let client = operatorClient(url)
         let reservation = try await client.reserve(
             ReservationRequest(
                 typeID: "nvidia-232", count: 1, owner: record.id, leaseSeconds: 3600,
@@ -292,8 +261,7 @@ struct MigrateInLabTests {
         #expect(settled.reservation?.state == .committed)
         #expect(try await client.reservation(reservation.id).state == .committed)
         let devices =
-            (try? FileManager.default.contentsOfDirectory(
-                atPath: tree.appendingPathComponent("sys/bus/mdev/devices").path)) ?? []
+            mdevs(in: tree)
         #expect(devices == reservation.devices.map(\.id))
     }
 }
@@ -323,7 +291,7 @@ extension MigrateInLabTests {
         #expect(moved.status == 0, "\(moved.standardOutput)\(moved.standardError)")
         // The VM's vGPU on src, as an earlier migration to src would have left it: created and
         // committed by src's agent. Next to it the fixture's vGPU made by hand (5b1f0a7c-...).
-        let client = AgentClient(endpoint: AgentEndpoint(baseURL: sourceURL, token: "op-0123456789abcdef-token"))
+        let client = operatorClient(sourceURL)
         var earlier = try await client.reserve(
             ReservationRequest(
                 typeID: "nvidia-232", count: 1, owner: "an-earlier-migration", leaseSeconds: 3600,
@@ -352,8 +320,7 @@ extension MigrateInLabTests {
             "\(settled.events.last?.details ?? [:])")
         #expect(settled.intents.last?.action == .releaseSource)
         #expect(try await client.reservation(earlier.id).state == .released)
-        let devices = try FileManager.default.contentsOfDirectory(
-            atPath: sourceTree.appendingPathComponent("sys/bus/mdev/devices").path)
+        let devices = mdevs(in: sourceTree)
         #expect(devices == [handMade])
     }
 }

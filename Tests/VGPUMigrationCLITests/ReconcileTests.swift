@@ -5,13 +5,16 @@ import VGPUMigrationCore
 import VGPUMigrationStorage
 import VGPUTestSupport
 
-/// A real vgpu-agent over a copy of a fixture tree, for the tests in this file.
+/// The operator token of the agents `startAgent` starts (also in the file `token`, for inventories).
+let agentToken = "op-0123456789abcdef-token"
+
+/// A real vgpu-agent over a copy of a fixture tree.
 func startAgent(fixture name: String, in directory: URL) throws -> (RunningProcess, url: String, tree: URL) {
     let tree = directory.appendingPathComponent("tree-\(name)")
     try FileManager.default.copyItem(at: URL(fileURLWithPath: fixture(name)), to: tree)
-    try "operator op-0123456789abcdef-token\n".write(
+    try "operator \(agentToken)\n".write(
         to: directory.appendingPathComponent("tokens"), atomically: true, encoding: .utf8)
-    try "op-0123456789abcdef-token\n".write(
+    try "\(agentToken)\n".write(
         to: directory.appendingPathComponent("token"), atomically: true, encoding: .utf8)
     let agent = try RunningProcess(
         try ProductRunner.executable("vgpu-agent"),
@@ -23,6 +26,17 @@ func startAgent(fixture name: String, in directory: URL) throws -> (RunningProce
         ], directory: directory)
     let line = try #require(agent.waitForLine { $0.hasPrefix("vgpu-agent listening on ") }, "\(agent.standardError)")
     return (agent, String(line.dropFirst("vgpu-agent listening on ".count)), tree)
+}
+
+/// A client of an agent `startAgent` started, with the operator token.
+func operatorClient(_ url: String) -> AgentClient {
+    AgentClient(endpoint: AgentEndpoint(baseURL: url, token: agentToken))
+}
+
+/// The mdevs that exist in an agent's tree (none when the folder is missing).
+func mdevs(in tree: URL) -> [String] {
+    (try? FileManager.default.contentsOfDirectory(atPath: tree.appendingPathComponent("sys/bus/mdev/devices").path))
+        ?? []
 }
 
 /// A record as a coordinator that died would have left it, last updated ten minutes ago.
@@ -51,7 +65,7 @@ struct ReconcileTests {
         let store = try SQLiteHistoryStore(path: database)
         let record = try abandoned(vm: "vm-t4", state: .reserving, intents: [.reserve])
         try await store.begin(record)
-        let client = AgentClient(endpoint: AgentEndpoint(baseURL: url, token: "op-0123456789abcdef-token"))
+        let client = operatorClient(url)
         let reservation = try await client.reserve(
             ReservationRequest(
                 typeID: "nvidia-232", count: 1, owner: record.id, leaseSeconds: 3600,
@@ -80,8 +94,7 @@ struct ReconcileTests {
         #expect(settled.reservation?.state == .released)
         #expect(try await client.reservation(reservation.id).state == .released)
         let devices =
-            (try? FileManager.default.contentsOfDirectory(
-                atPath: tree.appendingPathComponent("sys/bus/mdev/devices").path)) ?? []
+            mdevs(in: tree)
         #expect(devices.isEmpty)
         let again = try ProductRunner.run(
             "vgpu-migrate",

@@ -27,3 +27,25 @@ func vgpuMigrateOnTerminal(_ arguments: [String], in directory: URL) throws -> R
         URL(fileURLWithPath: "/usr/bin/script"), ["-q", "-e", "-c", command, "/dev/null"], directory: directory,
         environment: ["TERM": "xterm"], withInput: true)
 }
+
+/// Starts, in the background, `vgpu-migrate migrate VM --from src --to dst` of a new guest with
+/// `memoryMiB` that only idles in its firmware, under the policy `slow` (1 MiB/s: even with
+/// zero pages compressed the job runs for a long while). The database is
+/// DIRECTORY/history.sqlite.
+func startCrawlingMigration(_ lab: Lab, vm: String, memoryMiB: Int, in directory: URL) throws
+    -> (migration: RunningProcess, inventory: String, database: String, policies: String)
+{
+    try startLabGuest(lab, name: vm, memoryMiB: memoryMiB)
+    let policies = try policiesWith(
+        "slow", from: "adaptive", in: directory,
+        [("  on_timeout: force-switchover", "  on_timeout: force-switchover\n  bandwidth_mib_per_s: 1")])
+    let inventory = try labInventory(lab, in: directory)
+    let database = directory.appendingPathComponent("history.sqlite").path
+    let migration = try RunningProcess(
+        try ProductRunner.executable("vgpu-migrate"),
+        [
+            "migrate", vm, "--from", "src", "--to", "dst", "--policy", "slow", "--inventory", inventory, "--database",
+            database, "--policies", policies,
+        ], directory: directory)
+    return (migration, inventory, database, policies)
+}
