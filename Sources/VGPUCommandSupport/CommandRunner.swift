@@ -36,9 +36,14 @@ package enum CommandRunner {
 
     /// Writes a line to a file descriptor; a closed reader is ignored.
     package static func writeLine(_ text: String, to descriptor: Int32) {
-        var bytes = Array((text + "\n").utf8)[...]
+        write(text + "\n", to: descriptor)
+    }
+
+    /// Writes text to a file descriptor, all of it; a closed reader is ignored.
+    package static func write(_ text: String, to descriptor: Int32) {
+        var bytes = Array(text.utf8)[...]
         while !bytes.isEmpty {
-            let written = bytes.withUnsafeBytes { write(descriptor, $0.baseAddress, $0.count) }
+            let written = bytes.withUnsafeBytes { Glibc.write(descriptor, $0.baseAddress, $0.count) }
             if written < 0 && errno == EINTR { continue }
             if written <= 0 { return }
             bytes = bytes.dropFirst(written)

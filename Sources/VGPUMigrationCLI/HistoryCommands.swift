@@ -29,6 +29,22 @@ struct DatabaseOption: ParsableArguments {
         return base.appendingPathComponent("vgpu-migrate/history.sqlite").path
     }
 
+    /// The migration `id` (or a unique prefix of it) names in `store`.
+    func migration(_ id: String, in store: any HistoryStore) async throws(CommandFailure) -> MigrationRecord {
+        let record: MigrationRecord?
+        do {
+            record = try await store.record(id: id.lowercased())
+        } catch {
+            throw CommandFailure("\(error)", exitCode: CommandFailure.failed)
+        }
+        guard let record else {
+            throw CommandFailure(
+                "no migration \(id) in \((try? location()) ?? "the history")",
+                remedy: "list them with 'vgpu-migrate history'")
+        }
+        return record
+    }
+
     func open() async throws(CommandFailure) -> any HistoryStore {
         let location = try self.location()
         do {
@@ -127,18 +143,7 @@ struct ShowCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
-        let store = try await database.open()
-        let record: MigrationRecord?
-        do {
-            record = try await store.record(id: id.lowercased())
-        } catch {
-            throw CommandFailure("\(error)", exitCode: CommandFailure.failed)
-        }
-        guard let record else {
-            throw CommandFailure(
-                "no migration \(id) in \((try? database.location()) ?? "the history")",
-                remedy: "list them with 'vgpu-migrate history'")
-        }
+        let record = try await database.migration(id, in: try await database.open())
         if json {
             print(try HistoryText.json(record))
         } else {

@@ -50,8 +50,8 @@ struct MigrateCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
-        let (policy, _) = try policies.load(policyName)
-        let directory = try PolicyDirectory.locate(explicit: policies.policies)
+        let (policy, file) = try policies.load(policyName)
+        let directory = file.deletingLastPathComponent()
         let catalog = try PolicyDirectory.boardCatalog(in: directory)
         let inventory = try inventoryFile.load()
         let loader = try inventoryFile.factsLoader(catalog: catalog)
@@ -105,16 +105,7 @@ struct AbortCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
-        let store = try await database.open()
-        let found: MigrationRecord?
-        do {
-            found = try await store.record(id: id.lowercased())
-        } catch {
-            throw CommandFailure("\(error)")
-        }
-        guard let record = found else {
-            throw CommandFailure("no migration \(id)", remedy: "list them with 'vgpu-migrate history'")
-        }
+        let record = try await database.migration(id, in: try await database.open())
         guard record.state == .migrating else {
             throw CommandFailure(
                 "migration \(record.id) is \(record.state.rawValue), not migrating: there is no migration job to abort")
