@@ -126,6 +126,7 @@ struct Reconciler {
                 sources: SourceVGPURelease.decode(listed)
             ) { id in
                 record.intents.append(Intent(time: Date(), action: .releaseSource, details: ["reservation": id]))
+                try await store.save(record)
             }
             if !released.summary.isEmpty { details["source_vgpu"] = released.summary }
         }
