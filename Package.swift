@@ -29,12 +29,9 @@ let package = Package(
         // Reads a host's vGPU facts from sysfs (mdev bus and NVIDIA vendor-specific VFs).
         .target(name: "VGPUHost", dependencies: ["VGPUMigrationCore"]),
 
-        // libvirt: the only module that imports CLibvirt.
-        .systemLibrary(
-            name: "CLibvirt",
-            pkgConfig: "libvirt",
-            providers: [.apt(["libvirt-dev"])]
-        ),
+        // libvirt's API, opened at run time (libvirt.so.0) by the first command that needs it;
+        // building needs its headers (Debian: libvirt-dev). Only VGPUMigrationLibvirt imports it.
+        .target(name: "CLibvirt"),
         .target(name: "VGPUMigrationLibvirt", dependencies: ["CLibvirt", "VGPUMigrationCore"]),
 
         // The per-host agent: reservations over the sysfs allocator, served over HTTPS.
@@ -50,12 +47,9 @@ let package = Package(
             ]
         ),
 
-        // libcurl: the only module that imports CCurl. The coordinator's agent client.
-        .systemLibrary(
-            name: "CCurl",
-            pkgConfig: "libcurl",
-            providers: [.apt(["libcurl4-openssl-dev"])]
-        ),
+        // libcurl's API, opened at run time (libcurl.so.4) by the first call to an agent; building
+        // needs its headers (Debian: libcurl4-openssl-dev). Only VGPUAgentClient imports it.
+        .target(name: "CCurl"),
         .target(name: "VGPUAgentClient", dependencies: ["CCurl", "VGPUMigrationCore"]),
 
         // Migration history: SQLite (GRDB) and PostgreSQL (postgres-nio) behind HistoryStore.

@@ -53,6 +53,8 @@ package enum AgentClientError: Error, Sendable, Equatable, CustomStringConvertib
     /// 5xx: the agent failed; its message says why.
     case server(status: Int, message: String)
     case invalidResponse(String)
+    /// libcurl is missing or unusable on this machine: no agent can be called at all.
+    case clientUnavailable(String)
 
     package var description: String {
         switch self {
@@ -66,6 +68,7 @@ package enum AgentClientError: Error, Sendable, Equatable, CustomStringConvertib
         case .rejected(let status, let code, let m): "agent rejected the request (HTTP \(status), \(code)): \(m)"
         case .server(let status, let m): "agent error (HTTP \(status)): \(m)"
         case .invalidResponse(let m): "agent answered something unexpected: \(m)"
+        case .clientUnavailable(let m): m
         }
     }
 
@@ -201,9 +204,17 @@ package final class AgentClient: Sendable {
     }
 }
 
-/// libcurl's one-time global set-up.
+/// libcurl's one-time set-up: open the library (it is not linked, so commands that never call an
+/// agent do not load it) and `curl_global_init`. nil when ready, else why not.
 private enum CurlLibrary {
-    static let initialized: Bool = curl_global_init(Int(CURL_GLOBAL_DEFAULT)) == CURLE_OK
+    static let problem: String? = {
+        if let problem = vgpu_curl_load() {
+            return "libcurl cannot be loaded: \(String(cString: problem)). "
+                + "Install it (Debian/Ubuntu: apt install libcurl4; Fedora/RHEL: dnf install libcurl)"
+        }
+        let code = curl_global_init(Int(CURL_GLOBAL_DEFAULT))
+        return code == CURLE_OK ? nil : "libcurl could not be initialised: \(String(cString: curl_easy_strerror(code)))"
+    }()
 }
 
 /// The response body, filled by libcurl's write callback.
@@ -222,9 +233,8 @@ private final class CurlRequest {
     private let body: Data?
 
     init(endpoint: AgentEndpoint, method: String, path: String, body: Data?) throws(AgentClientError) {
-        guard CurlLibrary.initialized, let handle = curl_easy_init() else {
-            throw .unreachable("libcurl could not be initialised")
-        }
+        if let problem = CurlLibrary.problem { throw .clientUnavailable(problem) }
+        guard let handle = curl_easy_init() else { throw .unreachable("libcurl could not create a request handle") }
         self.handle = handle
         self.endpoint = endpoint
         self.method = method
@@ -291,7 +301,7 @@ private final class CurlRequest {
             return code
         }
         guard code == CURLE_OK else {
-            let detail = String(cString: errorText)
+            let detail = String(decoding: errorText.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
             let message = "\(method) \(url): " + (detail.isEmpty ? String(cString: curl_easy_strerror(code)) : detail)
             switch code {
             case CURLE_COULDNT_CONNECT: throw .refused(message)

@@ -142,6 +142,8 @@ extension HostFactsLoader {
                     remedy:
                         "check that vgpu-agent runs there, and the inventory's agent_url, agent_ca and certificates",
                     exitCode: CommandFailure.unreachable)
+            case .clientUnavailable:
+                throw CommandFailure("cannot call \(label)'s agent: \(error)", exitCode: CommandFailure.failed)
             default:
                 throw CommandFailure(
                     "\(label)'s agent at \(client.endpoint.baseURL) refused: \(error)",

@@ -38,18 +38,28 @@ func takeLibvirtString(_ text: UnsafeMutablePointer<CChar>?, operation: @autoclo
     return String(cString: text)
 }
 
-/// libvirt's one-time set-up: `virInitialize()` and a silent default error handler (errors
+/// libvirt's one-time set-up: open the client library (it is not linked, so commands that never
+/// talk to a host do not load it), `virInitialize()`, and a silent default error handler (errors
 /// are read with `virGetLastError()` instead of printed to stderr).
 enum LibvirtLibrary {
-    private static let initialized: Bool = {
+    private static let setUp: Result<Void, LibvirtError> = {
+        if let problem = vgpu_libvirt_load() {
+            return .failure(
+                LibvirtError(
+                    code: -1, domain: 0,
+                    message: "libvirt's client library cannot be loaded: \(String(cString: problem)). "
+                        + "Install it (Debian/Ubuntu: apt install libvirt0; Fedora/RHEL: dnf install libvirt-libs)",
+                    operation: "loading libvirt"))
+        }
         virSetErrorFunc(nil) { _, _ in }
         // Before any connection: only connections opened with an event loop deliver events.
         _ = LibvirtEventLoop.running
-        return virInitialize() == 0
+        guard virInitialize() == 0 else { return .failure(LibvirtError.last(operation: "virInitialize")) }
+        return .success(())
     }()
 
     static func ensureInitialized() throws(LibvirtError) {
-        guard initialized else { throw LibvirtError.last(operation: "virInitialize") }
+        try setUp.get()
     }
 }
 
