@@ -109,7 +109,8 @@ let package = Package(
             dependencies: ["VGPUMigrationCLI", "VGPUMigrationStorage", "VGPUTestSupport"]
         ),
         .testTarget(
-            name: "VGPUMigrationStorageTests", dependencies: ["VGPUMigrationStorage", "VGPUTestSupport"]
+            name: "VGPUMigrationStorageTests",
+            dependencies: ["VGPUMigrationStorage", "VGPUTestSupport", .product(name: "GRDB", package: "GRDB.swift")]
         ),
         .testTarget(
             name: "VGPUAgentTests",

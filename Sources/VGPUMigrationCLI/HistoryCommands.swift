@@ -45,14 +45,16 @@ struct DatabaseOption: ParsableArguments {
         return record
     }
 
-    func open() async throws(CommandFailure) -> any HistoryStore {
+    /// The history store. `forReadingOnly` for commands that only read it (see
+    /// `SQLiteHistoryStore.init(path:forReadingOnly:)`).
+    func open(forReadingOnly: Bool = false) async throws(CommandFailure) -> any HistoryStore {
         let location = try self.location()
         do {
             if location.hasPrefix("postgres://") || location.hasPrefix("postgresql://") {
                 return try await PostgresHistoryStore.open(url: location)
             }
             let path = location.hasPrefix("sqlite:") ? String(location.dropFirst("sqlite:".count)) : location
-            return try SQLiteHistoryStore(path: path)
+            return try SQLiteHistoryStore(path: path, forReadingOnly: forReadingOnly)
         } catch {
             throw CommandFailure(
                 "\(error)", remedy: "check --database (a SQLite path or a postgres:// URL)",
@@ -98,15 +100,38 @@ struct HistoryCommand: AsyncParsableCommand {
             let seconds: Double? = ["s": 1, "m": 60, "h": 3600, "d": 86_400, "w": 604_800][String(unit)]
             if let seconds { return now.addingTimeInterval(-amount * seconds) }
         }
-        let full = ISO8601DateFormatter()
-        if let date = full.date(from: text) { return date }
-        let day = ISO8601DateFormatter()
-        day.formatOptions = [.withFullDate]
-        return day.date(from: text)
+        // Foundation's Swift ISO 8601 parser: unlike ISO8601DateFormatter it does not start ICU,
+        // which would cost `history` more time than its query. It also takes a date off the
+        // front of longer text, so the whole text must have the shape first.
+        let characters = Array(text.utf8)
+        func shaped(_ pattern: String, from start: Int = 0) -> Bool {
+            let expected = Array(pattern.utf8)
+            guard characters.count >= start + expected.count else { return false }
+            return zip(characters[start...], expected).allSatisfy { actual, wanted in
+                wanted == UInt8(ascii: "d")
+                    ? (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(actual) : actual == wanted
+            }
+        }
+        if shaped("dddd-dd-ddTdd:dd:dd") {
+            var rest = characters.count > 19 && characters[19] == UInt8(ascii: ".") ? 20 : 19
+            let fractional = rest == 20
+            if fractional {
+                let digits = characters[20...].prefix { (UInt8(ascii: "0")...UInt8(ascii: "9")).contains($0) }.count
+                guard digits > 0 else { return nil }
+                rest += digits
+            }
+            let zones = ["Z", "+dd:dd", "-dd:dd", "+dddd", "-dddd"]
+            guard zones.contains(where: { characters.count - rest == $0.utf8.count && shaped($0, from: rest) }) else {
+                return nil
+            }
+            return try? Date.ISO8601FormatStyle(includingFractionalSeconds: fractional).parse(text)
+        }
+        guard characters.count == 10, shaped("dddd-dd-dd") else { return nil }
+        return try? Date.ISO8601FormatStyle().year().month().day().parse(text)
     }
 
     func run() async throws {
-        let store = try await database.open()
+        let store = try await database.open(forReadingOnly: true)
         let filter = HistoryFilter(
             vm: vm, host: host, state: status.flatMap(MigrationState.init(rawValue:)),
             since: since.flatMap { Self.parseSince($0, now: Date()) }, limit: limit)
@@ -143,7 +168,7 @@ struct ShowCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
-        let record = try await database.migration(id, in: try await database.open())
+        let record = try await database.migration(id, in: try await database.open(forReadingOnly: true))
         if json {
             print(try HistoryText.json(record))
         } else {
@@ -175,10 +200,30 @@ enum HistoryText {
         return String(decoding: try encoder.encode(value), as: UTF8.self)
     }
 
+    /// `2026-11-25 10:00:00`, in UTC. Computed here rather than with a date formatter, which would
+    /// start ICU: that alone costs `history` more time than its query.
     static func time(_ date: Date) -> String {
-        let formatter = ISO8601DateFormatter()
-        formatter.formatOptions = [.withFullDate, .withTime, .withColonSeparatorInTime, .withSpaceBetweenDateAndTime]
-        return formatter.string(from: date)
+        let seconds = Int(date.timeIntervalSince1970.rounded(.down))
+        let (days, secondOfDay) = seconds.quotientAndRemainder(dividingBy: 86_400)
+        let day = secondOfDay < 0 ? days - 1 : days
+        let second = secondOfDay < 0 ? secondOfDay + 86_400 : secondOfDay
+        let (year, month, dayOfMonth) = civilDate(daysSince1970: day)
+        func two(_ value: Int) -> String { value < 10 ? "0\(value)" : "\(value)" }
+        return
+            "\(year)-\(two(month))-\(two(dayOfMonth)) \(two(second / 3600)):\(two(second % 3600 / 60)):\(two(second % 60))"
+    }
+
+    /// The proleptic Gregorian date `days` after 1970-01-01 (Howard Hinnant's civil_from_days).
+    static func civilDate(daysSince1970 days: Int) -> (year: Int, month: Int, day: Int) {
+        let shifted = days + 719_468
+        let era = (shifted >= 0 ? shifted : shifted - 146_096) / 146_097
+        let dayOfEra = shifted - era * 146_097
+        let yearOfEra = (dayOfEra - dayOfEra / 1460 + dayOfEra / 36_524 - dayOfEra / 146_096) / 365
+        let dayOfYear = dayOfEra - (365 * yearOfEra + yearOfEra / 4 - yearOfEra / 100)
+        let monthIndex = (5 * dayOfYear + 2) / 153
+        let day = dayOfYear - (153 * monthIndex + 2) / 5 + 1
+        let month = monthIndex < 10 ? monthIndex + 3 : monthIndex - 9
+        return (yearOfEra + era * 400 + (month <= 2 ? 1 : 0), month, day)
     }
 
     static func duration(_ seconds: Double) -> String {

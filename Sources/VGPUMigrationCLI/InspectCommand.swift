@@ -147,10 +147,9 @@ package enum InventoryReport {
                 let padding = String(repeating: " ", count: widths[column] - cell.count)
                 cells.append(rightAligned.contains(column) ? padding + cell : cell + padding)
             }
-            out +=
-                indent
-                + cells.joined(separator: "  ").replacingOccurrences(of: "\\s+$", with: "", options: .regularExpression)
-                + "\n"
+            var line = indent + cells.joined(separator: "  ")
+            while line.last?.isWhitespace == true { line.removeLast() }
+            out += line + "\n"
         }
         return out
     }

@@ -12,11 +12,22 @@ package final class SQLiteHistoryStore: HistoryStore {
     package let path: String
 
     /// Opens (or creates) the database at `path`, applying the schema migrations.
-    package init(path: String) throws(HistoryStoreError) {
+    ///
+    /// `forReadingOnly` (for `history` and `show`): an existing database with the current schema
+    /// is opened read-only, so listing writes nothing (opening it for writing sets up the WAL
+    /// file, a write transaction and a sync each time). Anything else, such as a missing file or
+    /// an older schema, is opened as usual.
+    package init(path: String, forReadingOnly: Bool = false) throws(HistoryStoreError) {
         self.path = path
+        if forReadingOnly, FileManager.default.fileExists(atPath: path), let pool = Self.currentForReading(path) {
+            self.pool = pool
+            return
+        }
         do {
-            try FileManager.default.createDirectory(
-                at: URL(fileURLWithPath: path).deletingLastPathComponent(), withIntermediateDirectories: true)
+            let directory = URL(fileURLWithPath: path).deletingLastPathComponent()
+            if !FileManager.default.fileExists(atPath: directory.path) {
+                try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+            }
             var configuration = Configuration()
             configuration.busyMode = .timeout(10)
             configuration.label = "vgpu-migrate.history"
@@ -27,6 +38,18 @@ package final class SQLiteHistoryStore: HistoryStore {
         } catch {
             throw .unavailable("\(path): \(error)")
         }
+    }
+
+    /// The database at `path` opened read-only, if that works and its schema is current.
+    private static func currentForReading(_ path: String) -> DatabasePool? {
+        var configuration = Configuration()
+        configuration.readonly = true
+        configuration.busyMode = .timeout(10)
+        configuration.label = "vgpu-migrate.history"
+        guard let pool = try? DatabasePool(path: path, configuration: configuration),
+            (try? pool.read(migrator.hasCompletedMigrations)) == true
+        else { return nil }
+        return pool
     }
 
     static var migrator: DatabaseMigrator {
@@ -54,6 +77,20 @@ package final class SQLiteHistoryStore: HistoryStore {
                     CREATE INDEX migrations_by_status ON migrations(status, created_at DESC);
                     CREATE UNIQUE INDEX one_unfinished_migration_per_vm ON migrations(vm)
                         WHERE status NOT IN ('completed', 'failed', 'cancelled');
+                    """)
+        }
+        // The other filters' columns in the vm, source and destination indexes: a combined filter
+        // is decided in the index, and only the rows listed are read from the table (`history
+        // --vm V --host H` on a million records read a thousand table pages before).
+        migrator.registerMigration("2-filter-columns-in-indexes") { db in
+            try db.execute(
+                sql: """
+                    DROP INDEX migrations_by_vm;
+                    DROP INDEX migrations_by_source;
+                    DROP INDEX migrations_by_destination;
+                    CREATE INDEX migrations_by_vm ON migrations(vm, created_at DESC, status, source, destination);
+                    CREATE INDEX migrations_by_source ON migrations(source, created_at DESC, status, vm);
+                    CREATE INDEX migrations_by_destination ON migrations(destination, created_at DESC, status, vm);
                     """)
         }
         return migrator

@@ -4,6 +4,8 @@ import VGPUMigrationCore
 import VGPUMigrationStorage
 import VGPUTestSupport
 
+@testable import VGPUMigrationCLI
+
 /// A SQLite history with a few migrations, as the engine would leave it.
 func historyDatabase(in directory: URL) async throws -> (path: String, records: [MigrationRecord]) {
     let path = directory.appendingPathComponent("history.sqlite").path
@@ -137,6 +139,50 @@ struct HistoryCommandTests {
         let outcome = try ProductRunner.run("vgpu-migrate", arguments + ["--database", path])
         #expect(outcome.status == status)
         #expect(outcome.standardError.contains(fragment), "\(outcome.standardError)")
+    }
+
+    @Test("table times are UTC and match Foundation's ISO 8601 formatter, before 1970 and across leap days too")
+    func times() {
+        let reference = ISO8601DateFormatter()
+        reference.formatOptions = [.withFullDate, .withTime, .withColonSeparatorInTime, .withSpaceBetweenDateAndTime]
+        var seconds: [Double] = [
+            0, -1, -86_400, 951_782_400, 951_868_799.9, 1_795_000_000, 4_107_542_400, -2_208_988_800,
+        ]
+        var generator = SystemRandomNumberGenerator()
+        for _ in 0..<2000 {
+            seconds.append(Double(Int64.random(in: -5_000_000_000...8_000_000_000, using: &generator)))
+        }
+        for value in seconds {
+            let date = Date(timeIntervalSince1970: value)
+            #expect(HistoryText.time(date) == reference.string(from: date), "\(value)")
+        }
+        #expect(HistoryText.time(Date(timeIntervalSince1970: 951_782_400)) == "2000-02-29 00:00:00")
+    }
+
+    @Test("--since takes an age, a date and time with a zone, or a day")
+    func since() throws {
+        let now = Date(timeIntervalSince1970: 1_795_000_000)
+        #expect(HistoryCommand.parseSince("12h", now: now) == now.addingTimeInterval(-43_200))
+        #expect(HistoryCommand.parseSince("2w", now: now) == now.addingTimeInterval(-1_209_600))
+        #expect(
+            HistoryCommand.parseSince("2026-11-25T10:00:00Z", now: now) == Date(timeIntervalSince1970: 1_795_600_800))
+        #expect(
+            HistoryCommand.parseSince("2026-11-25T11:30:00+01:30", now: now)
+                == Date(timeIntervalSince1970: 1_795_600_800))
+        #expect(
+            HistoryCommand.parseSince("2026-11-25T10:00:00.250Z", now: now)
+                == Date(timeIntervalSince1970: 1_795_600_800.25))
+        #expect(
+            HistoryCommand.parseSince("2026-11-25T09:00:00-0100", now: now)
+                == Date(timeIntervalSince1970: 1_795_600_800))
+        #expect(HistoryCommand.parseSince("2026-11-25", now: now) == Date(timeIntervalSince1970: 1_795_564_800))
+        for bad in [
+            "yesterday", "2026-13-01", "2026-11-25T10:00:00.Z", "2026-11-25T10:00:00+1:00", "2026-11-25T10:00:00",
+            "2026-1-25", "2026-11-25T10:00", "2026-11-25T10:00:00Zjunk", "2026-11-25 junk", "12x", "-3h",
+            "",
+        ] {
+            #expect(HistoryCommand.parseSince(bad, now: now) == nil, "\(bad)")
+        }
     }
 
     @Test("an unreachable PostgreSQL history exits 3")
