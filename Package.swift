@@ -29,9 +29,12 @@ let package = Package(
         // Reads a host's vGPU facts from sysfs (mdev bus and NVIDIA vendor-specific VFs).
         .target(name: "VGPUHost", dependencies: ["VGPUMigrationCore"]),
 
+        // Opens a shared library at run time and looks up the functions a C target forwards to.
+        .target(name: "CRuntimeLibrary"),
+
         // libvirt's API, opened at run time (libvirt.so.0) by the first command that needs it;
         // building needs its headers (Debian: libvirt-dev). Only VGPUMigrationLibvirt imports it.
-        .target(name: "CLibvirt"),
+        .target(name: "CLibvirt", dependencies: ["CRuntimeLibrary"]),
         .target(name: "VGPUMigrationLibvirt", dependencies: ["CLibvirt", "VGPUMigrationCore"]),
 
         // The per-host agent: reservations over the sysfs allocator, served over HTTPS.
@@ -49,7 +52,7 @@ let package = Package(
 
         // libcurl's API, opened at run time (libcurl.so.4) by the first call to an agent; building
         // needs its headers (Debian: libcurl4-openssl-dev). Only VGPUAgentClient imports it.
-        .target(name: "CCurl"),
+        .target(name: "CCurl", dependencies: ["CRuntimeLibrary"]),
         .target(name: "VGPUAgentClient", dependencies: ["CCurl", "VGPUMigrationCore"]),
 
         // Migration history: SQLite (GRDB) and PostgreSQL (postgres-nio) behind HistoryStore.

@@ -2,11 +2,11 @@
  * Forwarders for the libcurl functions the project calls, resolved from libcurl.so.4 opened at
  * run time. Hidden visibility: they serve this executable's Swift code only.
  */
-#define _GNU_SOURCE
-#include <dlfcn.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
+
+#include "CRuntimeLibrary.h"
 
 #pragma GCC visibility push(hidden)
 #include "CCurl.h"
@@ -39,24 +39,9 @@ static char vgpu_curl_problem_text[1024];
 static pthread_once_t vgpu_curl_once = PTHREAD_ONCE_INIT;
 
 static void vgpu_curl_open(void) {
-    void *library = dlopen(VGPU_CURL_SONAME, RTLD_NOW | RTLD_LOCAL);
-    if (library == NULL) {
-        const char *reason = dlerror();
-        snprintf(vgpu_curl_problem_text, sizeof vgpu_curl_problem_text, "%s",
-                 reason ? reason : "cannot open " VGPU_CURL_SONAME);
-        vgpu_curl_problem = vgpu_curl_problem_text;
-        return;
-    }
-    for (int slot = 0; slot < vgpu_curl_function_count; slot++) {
-        void *function = dlsym(library, vgpu_curl_names[slot]);
-        if (function == NULL) {
-            snprintf(vgpu_curl_problem_text, sizeof vgpu_curl_problem_text, "%s has no function %s",
-                     VGPU_CURL_SONAME, vgpu_curl_names[slot]);
-            vgpu_curl_problem = vgpu_curl_problem_text;
-            return;
-        }
-        vgpu_curl_functions[slot] = function;
-    }
+    vgpu_curl_problem = vgpu_runtime_library_open(VGPU_CURL_SONAME, vgpu_curl_names, vgpu_curl_functions,
+                                                  vgpu_curl_function_count, "", vgpu_curl_problem_text,
+                                                  sizeof vgpu_curl_problem_text);
 }
 
 const char *vgpu_curl_load(void) {

@@ -3,11 +3,11 @@
  * run time. The definitions have hidden visibility: they satisfy the Swift code's references
  * inside this executable only, and libvirt's own calls keep going to libvirt.
  */
-#define _GNU_SOURCE
-#include <dlfcn.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
+
+#include "CRuntimeLibrary.h"
 
 #pragma GCC visibility push(hidden)
 #include "CLibvirt.h"
@@ -70,24 +70,9 @@ static char vgpu_libvirt_problem_text[1024];
 static pthread_once_t vgpu_libvirt_once = PTHREAD_ONCE_INIT;
 
 static void vgpu_libvirt_open(void) {
-    void *library = dlopen(VGPU_LIBVIRT_SONAME, RTLD_NOW | RTLD_LOCAL);
-    if (library == NULL) {
-        const char *reason = dlerror();
-        snprintf(vgpu_libvirt_problem_text, sizeof vgpu_libvirt_problem_text, "%s",
-                 reason ? reason : "cannot open " VGPU_LIBVIRT_SONAME);
-        vgpu_libvirt_problem = vgpu_libvirt_problem_text;
-        return;
-    }
-    for (int slot = 0; slot < vgpu_libvirt_function_count; slot++) {
-        void *function = dlsym(library, vgpu_libvirt_names[slot]);
-        if (function == NULL) {
-            snprintf(vgpu_libvirt_problem_text, sizeof vgpu_libvirt_problem_text,
-                     "%s has no function %s (libvirt too old)", VGPU_LIBVIRT_SONAME, vgpu_libvirt_names[slot]);
-            vgpu_libvirt_problem = vgpu_libvirt_problem_text;
-            return;
-        }
-        vgpu_libvirt_functions[slot] = function;
-    }
+    vgpu_libvirt_problem = vgpu_runtime_library_open(
+        VGPU_LIBVIRT_SONAME, vgpu_libvirt_names, vgpu_libvirt_functions, vgpu_libvirt_function_count,
+        " (libvirt too old)", vgpu_libvirt_problem_text, sizeof vgpu_libvirt_problem_text);
 }
 
 const char *vgpu_libvirt_load(void) {
