@@ -326,3 +326,5 @@ private final class CurlRequest {
         return (status, buffer.data)
     }
 }
+
+extension AgentClient: HostAgent {}

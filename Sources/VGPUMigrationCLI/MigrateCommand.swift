@@ -76,8 +76,14 @@ struct MigrateCommand: AsyncParsableCommand {
         let interrupt = OperatorInterrupt()
         interrupt.install(display: display) { [vm, source] in "the migration of \(vm) from \(source)" }
         let run = MigrationRun(
-            store: store, source: sourceFacts, destination: destinationFacts, destinationAgent: agent,
-            sourceAgent: sourceAgent, destinationHost: destinationHost, policy: policy, vm: vm,
+            store: store,
+            source: MigrationHost(
+                name: sourceFacts.name, facts: sourceFacts.facts, hypervisor: sourceFacts.connection, agent: sourceAgent
+            ),
+            destination: MigrationHost(
+                name: destinationFacts.name, facts: destinationFacts.facts, hypervisor: destinationFacts.connection,
+                agent: agent),
+            destinationHost: destinationHost, policy: policy, vm: vm,
             bandwidthMiBPerSecond: inventory.bandwidth(from: source, to: destination),
             forcedChecks: Set(
                 (force ?? "").split(separator: ",").map { String($0).trimmingCharacters(in: .whitespaces) }),

@@ -11,11 +11,11 @@ import VGPUPolicies
 /// source. Each side effect is recorded as an intent before it happens.
 struct MigrationRun {
     var store: any HistoryStore
-    var source: LoadedHost
-    var destination: LoadedHost
-    var destinationAgent: AgentClient?
-    /// The source host's agent, to give back the VM's vGPU there after the switchover.
-    var sourceAgent: AgentClient? = nil
+    /// The source host; its agent, when it has one, gets the VM's vGPU back after the switchover.
+    var source: MigrationHost
+    /// The destination host; its agent reserves the vGPUs.
+    var destination: MigrationHost
+    /// The destination's inventory entry: its libvirt URI and migration address.
     var destinationHost: InventoryHost
     var policy: MigrationPolicy
     var vm: String
@@ -32,8 +32,6 @@ struct MigrationRun {
     /// the record does not know yet) where the coordinator stops and waits to be killed.
     var pauseAt: String? = nil
 
-    private static let operationAborted = Int32(78)  // VIR_ERR_OPERATION_ABORTED
-
     func run() async throws(CommandFailure) -> MigrationRecord {
         var record = MigrationRecord(
             id: UUID().uuidString.lowercased(), vm: vm, source: source.name, destination: destination.name,
@@ -49,10 +47,13 @@ struct MigrationRun {
             try await drive(&record)
         } catch is OperatorCancellation {
             try await end(&record, .cancelled, "aborted by the operator (Ctrl-C); the VM stays on \(source.name)")
-        } catch let failure as CommandFailure {
-            try await end(&record, .failed, failure.message)
         } catch {
-            try await end(&record, .failed, "\(error)")
+            let message = (error as? CommandFailure)?.message ?? "\(error)"
+            if record.state == .completing || record.state == .completed {
+                try await leaveForReconcile(&record, message)
+            } else {
+                try await end(&record, .failed, message)
+            }
         }
         return record
     }
@@ -61,16 +62,16 @@ struct MigrationRun {
 
     private func drive(_ record: inout MigrationRecord) async throws {
         try await move(&record, to: .checking, "pre-flight check")
-        guard let connection = source.connection else {
+        guard let hypervisor = source.hypervisor else {
             throw CommandFailure("\(source.name) has no libvirt connection: the VM cannot be migrated from there")
         }
-        guard let guest = try await connection.lookupDomain(vm) else {
+        guard let guest = try await hypervisor.guestDomain(named: vm) else {
             throw CommandFailure("VM \(vm) is not defined on \(source.name)")
         }
         let active = try await guest.isActive()
         let domain = try GuestDomain.parse(xml: try await guest.xml())
         let cpu: CheckSubject.CPUComparison =
-            destination.connection == nil
+            destination.hypervisor == nil
             ? .notChecked("no libvirt connection to \(destination.name)")
             : .notChecked("compared by libvirt when the migration starts")
         let subject = CheckSubject(
@@ -101,7 +102,7 @@ struct MigrationRun {
             guard types.count == 1, let typeID = types.first, vgpus.allSatisfy({ $0.hostVGPU != nil }) else {
                 throw CommandFailure("the VM's vGPUs must all be known on \(source.name) and of one type")
             }
-            guard let agent = destinationAgent else {
+            guard let agent = destination.agent else {
                 throw CommandFailure("\(destination.name) has no agent_url: no vGPU can be reserved there")
             }
             // The lease outlives the longest the policy lets the migration run, plus slack for the
@@ -132,16 +133,22 @@ struct MigrationRun {
             &record, guest: guest, domain: domain, vgpus: vgpus, destinationXML: destinationXML)
         switch outcome {
         case .completed:
+            // From here on the VM runs on the destination: nothing is rolled back any more.
             try await move(&record, to: .completing, "switched over to \(destination.name)")
-            if record.finalStats == nil, let moved = try await destination.connection?.lookupDomain(vm) {
+            if record.finalStats == nil, let moved = try? await destination.hypervisor?.guestDomain(named: vm) {
                 record.finalStats = try? await moved.jobStats(completed: true).sample(at: Date())
             }
-            if let reservation = record.reservation, let agent = destinationAgent {
+            if let reservation = record.reservation, let agent = destination.agent {
                 record.intents.append(Intent(time: Date(), action: .commit, details: ["reservation": reservation.id]))
                 try await save(record)
-                record.reservation?.state = try await agent.commit(reservation.id).state
+                do {
+                    record.reservation?.state = try await agent.commit(reservation.id).state
+                } catch {
+                    throw CommandFailure(
+                        "\(destination.name)'s agent did not commit reservation \(reservation.id): \(error)")
+                }
             }
-            let leftBehind = await SourceVGPURelease(agent: sourceAgent, hostName: source.name).run(
+            let leftBehind = await SourceVGPURelease(agent: source.agent, hostName: source.name).run(
                 sources: vgpus.map(\.source)
             ) { id in
                 record.intents.append(Intent(time: Date(), action: .releaseSource, details: ["reservation": id]))
@@ -172,7 +179,7 @@ struct MigrationRun {
     }
 
     private func migrate(
-        _ record: inout MigrationRecord, guest: LibvirtDomain, domain: GuestDomain, vgpus: [GuestVGPU],
+        _ record: inout MigrationRecord, guest: any HypervisorDomain, domain: GuestDomain, vgpus: [GuestVGPU],
         destinationXML: String
     ) async throws -> Outcome {
         let framebuffer = Self.framebufferBytes(vgpus)
@@ -278,8 +285,23 @@ struct MigrationRun {
         }
         guard let failure = outcome.error else { return .completed }
         if let selfAborted { return .aborted("aborted by the policy: \(selfAborted); the VM stays on \(source.name)") }
-        if let error = failure as? LibvirtError, error.code == Self.operationAborted { return .cancelled }
-        throw CommandFailure("migration failed: \((failure as? LibvirtError)?.message ?? "\(failure)")")
+        if let error = failure as? any HypervisorError, error.abortedJob { return .cancelled }
+        // libvirt can report an error from the migration's last phase after the destination took
+        // over; then the VM's vGPUs there are in use and must not be released.
+        if await runsOnDestinationOnly() {
+            report("libvirt reported \(failure), but the VM runs on \(destination.name): it switched over")
+            return .completed
+        }
+        throw CommandFailure("migration failed: \((failure as? any HypervisorError)?.message ?? "\(failure)")")
+    }
+
+    /// Whether the VM runs on the destination and not on the source (unknown counts as no).
+    private func runsOnDestinationOnly() async -> Bool {
+        guard let there = try? await destination.hypervisor?.guestDomain(named: vm),
+            (try? await there.isActive()) == true
+        else { return false }
+        guard let here = try? await source.hypervisor?.guestDomain(named: vm) else { return true }
+        return (try? await here.isActive()) == false
     }
 
     private func interrupted(selfAborted: String?) -> Bool {
@@ -326,8 +348,24 @@ struct MigrationRun {
         report("\(state.rawValue): \(reason)")
     }
 
+    /// After the switchover something failed (the commit, recording): the VM runs on the
+    /// destination, so nothing is released. The record is left `unknown` for `reconcile`, which
+    /// finds the VM there and commits the reservation.
+    private func leaveForReconcile(_ record: inout MigrationRecord, _ reason: String) async throws(CommandFailure) {
+        let why =
+            "the VM runs on \(destination.name), but \(reason); its reservation is kept: "
+            + "'vgpu-migrate reconcile' settles the migration"
+        do {
+            if !record.state.isTerminal { try record.transition(to: .unknown, reason: why, at: Date()) }
+            try await store.save(record)
+        } catch {
+            throw CommandFailure("the migration \(record.id) switched over but could not be recorded: \(error)")
+        }
+        report("\(MigrationState.unknown.rawValue): \(why)")
+    }
+
     private func releaseReservation(_ record: inout MigrationRecord) async throws {
-        guard let reservation = record.reservation, reservation.state == .active, let agent = destinationAgent else {
+        guard let reservation = record.reservation, reservation.state == .active, let agent = destination.agent else {
             return
         }
         record.intents.append(Intent(time: Date(), action: .release, details: ["reservation": reservation.id]))
@@ -358,6 +396,14 @@ struct MigrationRun {
     private func save(_ record: MigrationRecord) async throws {
         try await store.save(record)
     }
+}
+
+/// One end of a migration as the engine sees it: the host's facts, its hypervisor and its agent.
+struct MigrationHost: Sendable {
+    var name: String
+    var facts: HostInventory
+    var hypervisor: (any Hypervisor)?
+    var agent: (any HostAgent)?
 }
 
 /// The operator aborted before the migration job started.

@@ -8,7 +8,7 @@ import VGPUMigrationCore
 /// already runs on the destination.
 struct SourceVGPURelease {
     /// The source host's agent; nil when the inventory gives it none.
-    var agent: AgentClient?
+    var agent: (any HostAgent)?
     var hostName: String
 
     /// The start-migration intent's detail naming the VM's vGPUs on the source, so a reconciler

@@ -3,48 +3,17 @@ import Dispatch
 import Foundation
 import VGPUMigrationCore
 
-/// What `virDomainMigrateToURI3` is given besides the destination.
-package struct MigrationParameters: Sendable, Hashable {
-    /// `destination_xml`: the domain XML the destination starts (with the reserved vGPUs).
-    package var destinationXML: String?
-    /// `persistent_xml`: the persistent definition on the destination.
-    package var persistentXML: String?
-    /// `migrate_uri`: where the migration data goes (`tcp://10.0.0.2`).
-    package var migrateURI: String?
-    /// `listen_address`: where the destination QEMU listens for it.
-    package var listenAddress: String?
-    /// `bandwidth` in MiB/s; nil is unlimited.
-    package var bandwidthMiBPerSecond: UInt64?
-    /// `parallel.connections`.
-    package var parallelConnections: Int32?
-
-    package init(
-        destinationXML: String? = nil, persistentXML: String? = nil, migrateURI: String? = nil,
-        listenAddress: String? = nil, bandwidthMiBPerSecond: UInt64? = nil, parallelConnections: Int32? = nil
-    ) {
-        self.destinationXML = destinationXML
-        self.persistentXML = persistentXML
-        self.migrateURI = migrateURI
-        self.listenAddress = listenAddress
-        self.bandwidthMiBPerSecond = bandwidthMiBPerSecond
-        self.parallelConnections = parallelConnections
+extension MigrationFlags {
+    /// The same flags as libvirt's `virDomainMigrateFlags` bits.
+    var libvirtFlags: UInt32 {
+        let bits: [(MigrationFlags, UInt32)] = [
+            (.live, VIR_MIGRATE_LIVE.rawValue), (.peerToPeer, VIR_MIGRATE_PEER2PEER.rawValue),
+            (.persistDestination, VIR_MIGRATE_PERSIST_DEST.rawValue),
+            (.undefineSource, VIR_MIGRATE_UNDEFINE_SOURCE.rawValue), (.postCopy, VIR_MIGRATE_POSTCOPY.rawValue),
+            (.parallel, VIR_MIGRATE_PARALLEL.rawValue),
+        ]
+        return bits.reduce(0) { contains($1.0) ? $0 | $1.1 : $0 }
     }
-}
-
-/// Migration flags (`virDomainMigrateFlags`).
-package struct MigrationFlags: OptionSet, Sendable, Hashable {
-    package let rawValue: UInt32
-    package init(rawValue: UInt32) { self.rawValue = rawValue }
-
-    package static let live = MigrationFlags(rawValue: VIR_MIGRATE_LIVE.rawValue)
-    package static let peerToPeer = MigrationFlags(rawValue: VIR_MIGRATE_PEER2PEER.rawValue)
-    package static let persistDestination = MigrationFlags(rawValue: VIR_MIGRATE_PERSIST_DEST.rawValue)
-    package static let undefineSource = MigrationFlags(rawValue: VIR_MIGRATE_UNDEFINE_SOURCE.rawValue)
-    package static let postCopy = MigrationFlags(rawValue: VIR_MIGRATE_POSTCOPY.rawValue)
-    package static let parallel = MigrationFlags(rawValue: VIR_MIGRATE_PARALLEL.rawValue)
-
-    /// Live, peer-to-peer, persistent on the destination, undefined on the source.
-    package static let standard: MigrationFlags = [.live, .peerToPeer, .persistDestination, .undefineSource]
 }
 
 extension DomainJobStats {
@@ -68,41 +37,6 @@ extension DomainJobStats {
             memoryPageSize: number("memory_page_size"), downtimeMilliseconds: number("downtime"),
             setupTimeMilliseconds: number("setup_time"), vfioDataTransferredBytes: number("vfio_data_transferred"),
             errorMessage: hasMessage ? message.map { String(cString: $0) } : nil)
-    }
-}
-
-/// The statistics of a domain job (`virDomainGetJobStats`); fields libvirt does not report stay nil.
-package struct DomainJobStats: Sendable, Hashable {
-    /// `virDomainJobType`: 0 none, 1 bounded, 2 unbounded, 3 completed, 4 failed, 5 cancelled.
-    package var type: Int32
-    package var operation: Int32?
-    package var timeElapsedMilliseconds: UInt64?
-    package var dataTotalBytes: UInt64?
-    package var dataProcessedBytes: UInt64?
-    package var dataRemainingBytes: UInt64?
-    package var memoryTotalBytes: UInt64?
-    package var memoryProcessedBytes: UInt64?
-    package var memoryRemainingBytes: UInt64?
-    package var memoryBytesPerSecond: UInt64?
-    package var memoryDirtyRatePagesPerSecond: UInt64?
-    package var memoryIteration: UInt64?
-    package var memoryPageSize: UInt64?
-    /// Expected downtime while running; the real one once completed.
-    package var downtimeMilliseconds: UInt64?
-    package var setupTimeMilliseconds: UInt64?
-    /// `vfio_data_transferred` (libvirt 10.6 and later).
-    package var vfioDataTransferredBytes: UInt64?
-    package var errorMessage: String?
-
-    /// A job is running.
-    package var isActive: Bool { type == 1 || type == 2 }
-
-    package func sample(at time: Date) -> JobSample {
-        JobSample(
-            time: time, elapsedMilliseconds: timeElapsedMilliseconds ?? 0, dataTotalBytes: dataTotalBytes,
-            dataProcessedBytes: dataProcessedBytes, dataRemainingBytes: dataRemainingBytes,
-            memoryBytesPerSecond: memoryBytesPerSecond, dirtyPagesPerSecond: memoryDirtyRatePagesPerSecond,
-            iteration: memoryIteration, downtimeMilliseconds: downtimeMilliseconds)
     }
 }
 
@@ -231,7 +165,7 @@ package final class LibvirtDomain: @unchecked Sendable {
                 if let connections = parameters.parallelConnections {
                     virTypedParamsAddInt(&params, &count, &capacity, "parallel.connections", connections)
                 }
-                if virDomainMigrateToURI3(migrating, destinationURI, params, UInt32(count), flags.rawValue) == 0 {
+                if virDomainMigrateToURI3(migrating, destinationURI, params, UInt32(count), flags.libvirtFlags) == 0 {
                     continuation.resume()
                 } else {
                     continuation.resume(

@@ -1,13 +1,6 @@
 import CLibvirt
 import Foundation
-
-/// A migration event libvirt sends for a domain (`virConnectDomainEventRegisterAny`).
-package enum MigrationEvent: Sendable, Hashable {
-    /// A new pass over the guest's memory began (`VIR_DOMAIN_EVENT_ID_MIGRATION_ITERATION`).
-    case iteration(Int)
-    /// The job ended; its final statistics (`VIR_DOMAIN_EVENT_ID_JOB_COMPLETED`).
-    case jobCompleted(DomainJobStats)
-}
+import VGPUMigrationCore
 
 /// libvirt's default event loop, run on a thread of its own. It is registered before the first
 /// connection is opened: a connection only delivers events when a loop was there when it opened.
@@ -56,37 +49,9 @@ private let releaseSink: @convention(c) (UnsafeMutableRawPointer?) -> Void = { o
     Unmanaged<MigrationEventSink>.fromOpaque(opaque).release()
 }
 
-/// The migration events of one domain, until ``cancel()``.
-package final class MigrationEventSubscription: Sendable {
-    /// The events, in the order libvirt sent them.
-    package let events: AsyncStream<MigrationEvent>
-    private let continuation: AsyncStream<MigrationEvent>.Continuation
-    private let connection: LibvirtConnection
-    private let callbackIDs: [Int32]
-
-    fileprivate init(
-        events: AsyncStream<MigrationEvent>, continuation: AsyncStream<MigrationEvent>.Continuation,
-        connection: LibvirtConnection, callbackIDs: [Int32]
-    ) {
-        self.events = events
-        self.continuation = continuation
-        self.connection = connection
-        self.callbackIDs = callbackIDs
-    }
-
-    /// Stops the events (deregisters the callbacks) and ends the stream.
-    package func cancel() async {
-        let ids = callbackIDs
-        _ = try? await connection.call { (pointer) throws(LibvirtError) in
-            for id in ids { virConnectDomainEventDeregisterAny(pointer, id) }
-        }
-        continuation.finish()
-    }
-}
-
 extension LibvirtDomain {
     /// Subscribes to this domain's migration events: a new pass over memory, the job's end.
-    package func migrationEvents() async throws -> MigrationEventSubscription {
+    package func migrationEvents() async throws -> MigrationEventStream {
         let (events, continuation) = AsyncStream.makeStream(of: MigrationEvent.self, bufferingPolicy: .unbounded)
         let domain = handle
         let name = self.name
@@ -118,7 +83,12 @@ extension LibvirtDomain {
             }
             return ids
         }
-        return MigrationEventSubscription(
-            events: events, continuation: continuation, connection: connection, callbackIDs: ids)
+        let connection = self.connection
+        return MigrationEventStream(events: events) {
+            _ = try? await connection.call { (pointer) throws(LibvirtError) in
+                for id in ids { virConnectDomainEventDeregisterAny(pointer, id) }
+            }
+            continuation.finish()
+        }
     }
 }

@@ -16,6 +16,13 @@ func startAgent(fixture name: String, in directory: URL) throws -> (RunningProce
         to: directory.appendingPathComponent("tokens"), atomically: true, encoding: .utf8)
     try "\(agentToken)\n".write(
         to: directory.appendingPathComponent("token"), atomically: true, encoding: .utf8)
+    return try launchAgent(fixture: name, in: directory)
+}
+
+/// Starts a vgpu-agent over the tree and journal `startAgent(fixture:in:)` set up (again, after
+/// it stopped: the agent finds its reservations in the journal).
+func launchAgent(fixture name: String, in directory: URL) throws -> (RunningProcess, url: String, tree: URL) {
+    let tree = directory.appendingPathComponent("tree-\(name)")
     let agent = try RunningProcess(
         try ProductRunner.executable("vgpu-agent"),
         [

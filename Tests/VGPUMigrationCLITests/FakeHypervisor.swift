@@ -1,0 +1,305 @@
+import Foundation
+import VGPUMigrationCore
+
+/// An error as libvirt reports it: its code and message.
+struct FakeLibvirtError: HypervisorError, Equatable {
+    var code: Int32
+    var message: String
+    var abortedJob: Bool { code == Self.operationAborted }
+    var description: String { "\(message) (libvirt error \(code))" }
+
+    static let internalError: Int32 = 1  // VIR_ERR_INTERNAL_ERROR
+    static let noConnect: Int32 = 38  // VIR_ERR_SYSTEM_ERROR: unable to connect
+    static let noDomain: Int32 = 42  // VIR_ERR_NO_DOMAIN
+    static let operationInvalid: Int32 = 55  // VIR_ERR_OPERATION_INVALID
+    static let operationAborted: Int32 = 78  // VIR_ERR_OPERATION_ABORTED
+    static let deviceMissing: Int32 = 99  // VIR_ERR_DEVICE_MISSING
+}
+
+/// Two or more hypervisors in memory, for unit tests of the migration engine. They follow what
+/// libvirt and QEMU do for the calls a migration makes:
+///
+/// - a handle of a domain that left the host (undefined after migrating) answers "no domain";
+/// - `setMaxDowntime` and `abortJob` without a running job are refused as libvirt refuses them;
+/// - the destination refuses a domain XML naming an mdev it does not have (QEMU cannot start);
+/// - pre-copy: each pass sends what the guest dirtied during the one before, at the migration
+///   bandwidth; QEMU switches over once what remains, counted after a sync of the dirty bitmap,
+///   fits in the downtime limit at that rate;
+/// - an abort ends the migration call with VIR_ERR_OPERATION_ABORTED and the guest running on
+///   the source; a failing destination ends it with an error and the guest on the source.
+///
+/// Time is real (ticks of 10 ms), so memory sizes and rates are chosen to take well under a second.
+actor FakeLibvirt {
+    struct Guest {
+        var xml: String
+        var active: Bool
+        /// How fast the guest dirties memory while it runs, in bytes per second.
+        var dirtyBytesPerSecond: UInt64
+    }
+
+    private struct Job {
+        var destination: String
+        var total: UInt64
+        var processed: UInt64 = 0
+        var remaining: UInt64
+        var dirtiedThisPass: Double = 0
+        var iteration: UInt64 = 1
+        var bandwidth: UInt64
+        var maxDowntimeMilliseconds: UInt64 = 300
+        var started = Date()
+        var abortRequested = false
+    }
+
+    private var guests: [String: [String: Guest]] = [:]
+    private var hostOfURI: [String: String] = [:]
+    private var jobs: [String: Job] = [:]
+    private var completed: [String: DomainJobStats] = [:]
+    private var subscribers: [String: [UUID: AsyncStream<MigrationEvent>.Continuation]] = [:]
+    private var failingDestinations: [String: String] = [:]
+    private var failAfterSwitchover: String?
+    /// Whether host `host` has mdev `uuid` (the destination's agent tree, in the tests).
+    private var mdevExists: @Sendable (_ host: String, _ uuid: String) -> Bool = { _, _ in true }
+    /// Called with the destination's name when a migration switched over.
+    private var onSwitchover: @Sendable (String) async -> Void = { _ in }
+    /// The `destination_xml` each migration was given, in order.
+    private(set) var destinationXMLs: [String] = []
+    /// Every downtime limit set, in order.
+    private(set) var downtimeLimits: [UInt64] = []
+    /// Bandwidth when the migration parameters set none (bytes per second).
+    private let defaultBandwidth: UInt64 = 1 << 30
+
+    /// Adds a host reached at `uri`.
+    func addHost(_ name: String, uri: String) {
+        hostOfURI[uri] = name
+        guests[name, default: [:]] = guests[name] ?? [:]
+    }
+
+    /// Defines and starts a guest.
+    func start(_ name: String, on host: String, xml: String, dirtyMiBPerSecond: UInt64 = 0) {
+        guests[host, default: [:]][name] = Guest(xml: xml, active: true, dirtyBytesPerSecond: dirtyMiBPerSecond << 20)
+    }
+
+    func setMdevCheck(_ check: @escaping @Sendable (_ host: String, _ uuid: String) -> Bool) {
+        mdevExists = check
+    }
+
+    func setOnSwitchover(_ action: @escaping @Sendable (String) async -> Void) {
+        onSwitchover = action
+    }
+
+    /// A running migration to `host` fails with `message` (its daemon or QEMU went away).
+    func failMigrations(to host: String, message: String) {
+        failingDestinations[host] = message
+    }
+
+    /// The next migration switches over, then reports `message` as an error (libvirt's confirm
+    /// phase failing after the destination took over).
+    func failAfterSwitchover(message: String) {
+        failAfterSwitchover = message
+    }
+
+    func guest(_ name: String, on host: String) -> Guest? { guests[host]?[name] }
+
+    func isMigrating(_ name: String, on host: String) -> Bool { jobs[key(host, name)] != nil }
+
+    // MARK: The calls of HypervisorDomain
+
+    func exists(_ name: String, on host: String) -> Bool { guests[host]?[name] != nil }
+
+    func xml(_ name: String, on host: String) throws -> String {
+        try existing(name, on: host).xml
+    }
+
+    func isActive(_ name: String, on host: String) throws -> Bool {
+        try existing(name, on: host).active
+    }
+
+    func jobStats(_ name: String, on host: String, completed wantCompleted: Bool) throws -> DomainJobStats {
+        _ = try existing(name, on: host)
+        if wantCompleted { return completed[key(host, name)] ?? DomainJobStats(type: DomainJobStats.none) }
+        guard let job = jobs[key(host, name)] else { return DomainJobStats(type: DomainJobStats.none) }
+        return DomainJobStats(
+            type: DomainJobStats.unbounded, operation: 2,
+            timeElapsedMilliseconds: UInt64(Date().timeIntervalSince(job.started) * 1000), dataTotalBytes: job.total,
+            dataProcessedBytes: job.processed, dataRemainingBytes: job.remaining, memoryTotalBytes: job.total,
+            memoryProcessedBytes: job.processed, memoryRemainingBytes: job.remaining,
+            memoryBytesPerSecond: job.bandwidth,
+            memoryDirtyRatePagesPerSecond: (guests[host]?[name]?.dirtyBytesPerSecond ?? 0) / 4096,
+            memoryIteration: job.iteration, memoryPageSize: 4096,
+            downtimeMilliseconds: job.remaining * 1000 / max(job.bandwidth, 1))
+    }
+
+    func setMaxDowntime(_ name: String, on host: String, milliseconds: UInt64) throws {
+        _ = try existing(name, on: host)
+        guard jobs[key(host, name)] != nil else {
+            throw FakeLibvirtError(
+                code: FakeLibvirtError.operationInvalid,
+                message: "Requested operation is not valid: domain is not being migrated")
+        }
+        jobs[key(host, name)]?.maxDowntimeMilliseconds = milliseconds
+        downtimeLimits.append(milliseconds)
+    }
+
+    func abortJob(_ name: String, on host: String) throws {
+        _ = try existing(name, on: host)
+        guard jobs[key(host, name)] != nil else {
+            throw FakeLibvirtError(
+                code: FakeLibvirtError.operationInvalid,
+                message: "Requested operation is not valid: no job is active on the domain")
+        }
+        jobs[key(host, name)]?.abortRequested = true
+    }
+
+    func events(_ name: String, on host: String) throws -> MigrationEventStream {
+        _ = try existing(name, on: host)
+        let (stream, continuation) = AsyncStream.makeStream(of: MigrationEvent.self)
+        let id = UUID()
+        let subscription = key(host, name)
+        subscribers[subscription, default: [:]][id] = continuation
+        return MigrationEventStream(events: stream) { [weak self] in
+            await self?.unsubscribe(subscription, id)
+        }
+    }
+
+    private func unsubscribe(_ subscription: String, _ id: UUID) {
+        subscribers[subscription]?.removeValue(forKey: id)?.finish()
+    }
+
+    func migrate(
+        _ name: String, on host: String, to uri: String, parameters: MigrationParameters, flags: MigrationFlags
+    ) async throws {
+        let guest = try existing(name, on: host)
+        guard guest.active else {
+            throw FakeLibvirtError(
+                code: FakeLibvirtError.operationInvalid,
+                message: "Requested operation is not valid: domain is not running")
+        }
+        guard let destination = hostOfURI[uri] else {
+            throw FakeLibvirtError(
+                code: FakeLibvirtError.noConnect, message: "unable to connect to server at '\(uri)': Connection refused"
+            )
+        }
+        if guests[destination]?[name]?.active == true {
+            throw FakeLibvirtError(
+                code: FakeLibvirtError.operationInvalid, message: "operation failed: domain '\(name)' is already active"
+            )
+        }
+        let incoming = parameters.destinationXML ?? guest.xml
+        let domain = try GuestDomain.parse(xml: incoming)
+        for case .mdev(let uuid) in domain.hostdevs.map(\.source) where !mdevExists(destination, uuid) {
+            throw FakeLibvirtError(
+                code: FakeLibvirtError.deviceMissing, message: "device not found: mediated device '\(uuid)' not found")
+        }
+        destinationXMLs.append(incoming)
+        let bandwidth = parameters.bandwidthMiBPerSecond.map { $0 << 20 } ?? defaultBandwidth
+        let id = key(host, name)
+        jobs[id] = Job(
+            destination: destination, total: domain.memoryBytes, remaining: domain.memoryBytes, bandwidth: bandwidth)
+        let tick = 0.01
+        while true {
+            try? await Task.sleep(for: .milliseconds(10))
+            guard var job = jobs[id] else { return }
+            if job.abortRequested {
+                jobs[id] = nil
+                throw FakeLibvirtError(
+                    code: FakeLibvirtError.operationAborted,
+                    message: "operation aborted: migration out: canceled by client")
+            }
+            if let failure = failingDestinations[destination] {
+                jobs[id] = nil
+                throw FakeLibvirtError(code: FakeLibvirtError.internalError, message: failure)
+            }
+            // QEMU switches over once the rest fits in the limit at the current rate; before it
+            // decides it syncs the dirty bitmap, so what the guest dirtied meanwhile counts too.
+            let threshold = job.bandwidth * job.maxDowntimeMilliseconds / 1000
+            if job.remaining <= threshold, job.dirtiedThisPass >= 1 {
+                job.remaining = min(job.total, job.remaining + UInt64(job.dirtiedThisPass))
+                job.dirtiedThisPass = 0
+                job.iteration += 1
+                for continuation in (subscribers[id] ?? [:]).values {
+                    continuation.yield(.iteration(Int(job.iteration)))
+                }
+            }
+            if job.remaining <= threshold {
+                let downtime = job.remaining * 1000 / max(job.bandwidth, 1)
+                jobs[id] = nil
+                let stats = DomainJobStats(
+                    type: DomainJobStats.completed, operation: 2,
+                    timeElapsedMilliseconds: UInt64(Date().timeIntervalSince(job.started) * 1000),
+                    dataTotalBytes: job.total, dataProcessedBytes: job.processed + job.remaining, dataRemainingBytes: 0,
+                    memoryBytesPerSecond: job.bandwidth, memoryIteration: job.iteration, downtimeMilliseconds: downtime)
+                guests[destination, default: [:]][name] = Guest(
+                    xml: incoming, active: true, dirtyBytesPerSecond: guest.dirtyBytesPerSecond)
+                if flags.contains(.undefineSource) {
+                    guests[host]?[name] = nil
+                } else {
+                    guests[host]?[name]?.active = false
+                }
+                completed[key(destination, name)] = stats
+                completed[id] = stats
+                for continuation in (subscribers[id] ?? [:]).values { continuation.yield(.jobCompleted(stats)) }
+                await onSwitchover(destination)
+                if let message = failAfterSwitchover {
+                    failAfterSwitchover = nil
+                    throw FakeLibvirtError(code: FakeLibvirtError.internalError, message: message)
+                }
+                return
+            }
+            let sent = min(job.remaining, UInt64(Double(job.bandwidth) * tick))
+            job.processed += sent
+            job.remaining -= sent
+            job.dirtiedThisPass += Double(guest.dirtyBytesPerSecond) * tick
+            if job.remaining == 0 {
+                // The pass ended: the next one resends what was dirtied meanwhile.
+                job.remaining = min(job.total, UInt64(job.dirtiedThisPass))
+                job.dirtiedThisPass = 0
+                job.iteration += 1
+                for continuation in (subscribers[id] ?? [:]).values {
+                    continuation.yield(.iteration(Int(job.iteration)))
+                }
+            }
+            jobs[id] = job
+        }
+    }
+
+    private func existing(_ name: String, on host: String) throws -> Guest {
+        guard let guest = guests[host]?[name] else {
+            throw FakeLibvirtError(
+                code: FakeLibvirtError.noDomain, message: "Domain not found: no domain with matching name '\(name)'")
+        }
+        return guest
+    }
+
+    private func key(_ host: String, _ name: String) -> String { "\(host)/\(name)" }
+}
+
+/// One host of a ``FakeLibvirt``.
+struct FakeHypervisor: Hypervisor {
+    var lab: FakeLibvirt
+    var host: String
+
+    func guestDomain(named name: String) async throws -> (any HypervisorDomain)? {
+        await lab.exists(name, on: host) ? FakeDomain(lab: lab, host: host, name: name) : nil
+    }
+}
+
+/// A domain handle on a ``FakeHypervisor``.
+struct FakeDomain: HypervisorDomain {
+    var lab: FakeLibvirt
+    var host: String
+    var name: String
+
+    func xml(migratable: Bool) async throws -> String { try await lab.xml(name, on: host) }
+    func isActive() async throws -> Bool { try await lab.isActive(name, on: host) }
+    func jobStats(completed: Bool) async throws -> DomainJobStats {
+        try await lab.jobStats(name, on: host, completed: completed)
+    }
+    func setMaxDowntime(milliseconds: UInt64) async throws {
+        try await lab.setMaxDowntime(name, on: host, milliseconds: milliseconds)
+    }
+    func abortJob() async throws { try await lab.abortJob(name, on: host) }
+    func migrate(to destinationURI: String, parameters: MigrationParameters, flags: MigrationFlags) async throws {
+        try await lab.migrate(name, on: host, to: destinationURI, parameters: parameters, flags: flags)
+    }
+    func migrationEvents() async throws -> MigrationEventStream { try await lab.events(name, on: host) }
+}
