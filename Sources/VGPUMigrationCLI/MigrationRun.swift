@@ -232,14 +232,11 @@ struct MigrationRun {
         var limitSet = false
         var selfAborted: String?
         var operatorAborted = false
+        interrupt?.whenRequested { outcome.ring() }
         while !outcome.isFinished {
-            // Sleep the monitor interval, waking early when the migration ends.
-            let wake = Date().addingTimeInterval(Double(policy.monitorIntervalMilliseconds) / 1000)
-            while !outcome.isFinished && Date() < wake && !(interrupted(selfAborted: selfAborted) && !operatorAborted)
-                && !outcome.takeNewPass()
-            {
-                try? await Task.sleep(for: .milliseconds(5))
-            }
+            // Wait the monitor interval; the migration's end, a new pass over memory and the
+            // operator's abort wake the monitor at once (no polling in between).
+            await outcome.wait(upToSeconds: Double(policy.monitorIntervalMilliseconds) / 1000)
             if outcome.isFinished { break }
             if interrupted(selfAborted: selfAborted) && !operatorAborted {
                 operatorAborted = true
@@ -409,31 +406,66 @@ struct MigrationHost: Sendable {
 /// The operator aborted before the migration job started.
 private struct OperatorCancellation: Error {}
 
-/// How the migration call ended, shared between its thread and the monitor loop.
+/// How the migration call ended, shared between its thread and the monitor loop, and what wakes
+/// the monitor before its interval is over.
 private final class JobOutcome: @unchecked Sendable {
     private let lock = NSLock()
     private var done = false
     private var failure: (any Error)?
-    private var newPass = false
     private var completed: DomainJobStats?
+    /// Something happened since the monitor last waited.
+    private var rung = false
+    private var waiter: CheckedContinuation<Void, Never>?
+    private var waits = 0
 
-    /// Takes in a libvirt migration event.
+    /// Takes in a libvirt migration event; a new pass over memory wakes the monitor.
     func note(_ event: MigrationEvent) {
-        lock.lock()
-        defer { lock.unlock() }
         switch event {
-        case .iteration(let pass): newPass = newPass || pass > 1
-        case .jobCompleted(let stats): completed = stats
+        case .iteration(let pass):
+            if pass > 1 { ring() }
+        case .jobCompleted(let stats):
+            lock.withLock { completed = stats }
         }
     }
 
-    /// Whether a new pass over memory began since the last call.
-    func takeNewPass() -> Bool {
+    /// Wakes the monitor now (or its next wait at once).
+    func ring() {
         lock.lock()
-        defer { lock.unlock() }
-        let seen = newPass
-        newPass = false
-        return seen
+        guard let waiting = waiter else {
+            rung = true
+            lock.unlock()
+            return
+        }
+        waiter = nil
+        lock.unlock()
+        waiting.resume()
+    }
+
+    /// Returns after `seconds`, or as soon as the job ends or something rings.
+    func wait(upToSeconds seconds: Double) async {
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            lock.lock()
+            if rung || done {
+                rung = false
+                lock.unlock()
+                continuation.resume()
+                return
+            }
+            waits += 1
+            let this = waits
+            waiter = continuation
+            lock.unlock()
+            DispatchQueue.global().asyncAfter(deadline: .now() + seconds) { [self] in
+                lock.lock()
+                guard this == waits, let waiting = waiter else {
+                    lock.unlock()
+                    return
+                }
+                waiter = nil
+                lock.unlock()
+                waiting.resume()
+            }
+        }
     }
 
     /// The final statistics of the job-completed event, when it came.
@@ -444,10 +476,11 @@ private final class JobOutcome: @unchecked Sendable {
     }
 
     func finish(_ error: (any Error)?) {
-        lock.lock()
-        done = true
-        failure = error
-        lock.unlock()
+        lock.withLock {
+            done = true
+            failure = error
+        }
+        ring()
     }
 
     var isFinished: Bool {

@@ -70,6 +70,7 @@ final class ProgressDisplay: @unchecked Sendable {
 final class OperatorInterrupt: @unchecked Sendable {
     private let lock = NSLock()
     private var requested = false
+    private var handlers: [@Sendable () -> Void] = []
     private var source: (any DispatchSourceSignal)?
     private let queue = DispatchQueue(label: "vgpu-migrate.interrupt")
 
@@ -81,9 +82,20 @@ final class OperatorInterrupt: @unchecked Sendable {
     }
 
     func request() {
-        lock.lock()
-        requested = true
-        lock.unlock()
+        let toCall = lock.withLock {
+            requested = true
+            return handlers
+        }
+        for handler in toCall { handler() }
+    }
+
+    /// Calls `handler` when the operator asks to abort (at once if they already did).
+    func whenRequested(_ handler: @escaping @Sendable () -> Void) {
+        let already = lock.withLock {
+            handlers.append(handler)
+            return requested
+        }
+        if already { handler() }
     }
 
     /// Takes over SIGINT; `describe` names the migration in the question.
