@@ -62,7 +62,7 @@ struct MigrateCommand: AsyncParsableCommand {
         let display = ProgressDisplay(json: json)
         let say: @Sendable (String) -> Void = { display.line($0) }
         _ = try await Reconciler(
-            store: store, inventory: inventory, loader: loader, staleAfterSeconds: 60,
+            store: store, hosts: InventoryHosts(inventory: inventory, loader: loader), staleAfterSeconds: 60,
             policyNamed: { [policies] name in try? policies.load(name).0 }, report: say
         ).reconcileAll(vm: vm)
         async let loadingSource = loader.load(sourceHost)

@@ -13,8 +13,8 @@ import VGPUPolicies
 /// (reservation released, VM on the source). Nothing is left reserved.
 struct Reconciler {
     var store: any HistoryStore
-    var inventory: HostInventoryConfig
-    var loader: HostFactsLoader
+    /// How the hosts the records name are reached.
+    var hosts: any HostDirectory
     /// A record not updated for this long has lost its coordinator (a running one saves at every
     /// step and every monitor interval); younger ones are left to the coordinator driving them.
     var staleAfterSeconds: Double
@@ -52,7 +52,7 @@ struct Reconciler {
         var runsOnDestination = false
         var location = "the migration had not started; the VM is on \(record.source)"
         if startedMigration {
-            let source = try await connection(record.source)
+            let source = try await hosts.hypervisor(of: record.source)
             let sourceGuest = try await domain(record.vm, on: source, host: record.source)
             var aborted = false
             var watched = false
@@ -67,7 +67,7 @@ struct Reconciler {
                 }
             }
             let onSource = (try? await sourceGuest?.isActive()) == true
-            let destination = try await connection(record.destination)
+            let destination = try await hosts.hypervisor(of: record.destination)
             let moved = try await domain(record.vm, on: destination, host: record.destination)
             let onDestination = (try? await moved?.isActive()) == true
             runsOnDestination = onDestination && !onSource
@@ -84,8 +84,7 @@ struct Reconciler {
         }
 
         // Settle the reservations the migration holds on the destination.
-        if let host = inventory.host(named: record.destination), host.agentURL != nil {
-            let agent = try loader.agentClient(host, label: "host \(record.destination)")
+        if let agent = try hosts.agent(of: record.destination) {
             let held: [Reservation]
             do {
                 held = try await agent.reservations().filter { $0.request.owner == record.id && $0.state == .active }
@@ -119,9 +118,7 @@ struct Reconciler {
             let listed = record.intents.last(where: { $0.action == .startMigration })?.details[
                 SourceVGPURelease.detailKey]
         {
-            let agent = inventory.host(named: record.source).flatMap { host in
-                host.agentURL == nil ? nil : try? loader.agentClient(host, label: "host \(record.source)")
-            }
+            let agent = (try? hosts.agent(of: record.source)) ?? nil
             let released = await SourceVGPURelease(agent: agent, hostName: record.source).run(
                 sources: SourceVGPURelease.decode(listed)
             ) { id in
@@ -153,7 +150,9 @@ struct Reconciler {
     /// Watches a migration job whose coordinator is gone until it ends, recording samples and
     /// applying the record's policy (new downtime limits, timeouts); returns whether it aborted
     /// the job.
-    private func watch(_ record: inout MigrationRecord, guest: LibvirtDomain) async throws(CommandFailure) -> Bool {
+    private func watch(_ record: inout MigrationRecord, guest: any HypervisorDomain) async throws(CommandFailure)
+        -> Bool
+    {
         let policy = policyNamed(record.policy)
         report(
             "\(record.id): its migration job is still running; watching it"
@@ -197,7 +196,31 @@ struct Reconciler {
         return aborted
     }
 
-    private func connection(_ host: String) async throws(CommandFailure) -> LibvirtConnection {
+    private func domain(_ name: String, on hypervisor: any Hypervisor, host: String) async throws(CommandFailure)
+        -> (any HypervisorDomain)?
+    {
+        do {
+            return try await hypervisor.guestDomain(named: name)
+        } catch {
+            throw CommandFailure("cannot look up \(name) on \(host): \(error)", exitCode: CommandFailure.unreachable)
+        }
+    }
+}
+
+/// How the coordinator reaches a host by its inventory name: its hypervisor and its agent.
+protocol HostDirectory: Sendable {
+    /// The host's hypervisor; fails when the inventory gives no way to reach it, or it does not answer.
+    func hypervisor(of host: String) async throws(CommandFailure) -> any Hypervisor
+    /// The host's agent; nil when the inventory gives it none.
+    func agent(of host: String) throws(CommandFailure) -> (any HostAgent)?
+}
+
+/// The hosts of the inventory: libvirt at `libvirt_uri`, the agent at `agent_url`.
+struct InventoryHosts: HostDirectory {
+    var inventory: HostInventoryConfig
+    var loader: HostFactsLoader
+
+    func hypervisor(of host: String) async throws(CommandFailure) -> any Hypervisor {
         guard let uri = inventory.host(named: host)?.libvirtURI else {
             throw CommandFailure(
                 "host \(host) has no libvirt_uri in the inventory: cannot tell where the VM runs",
@@ -211,14 +234,9 @@ struct Reconciler {
         }
     }
 
-    private func domain(_ name: String, on connection: LibvirtConnection, host: String) async throws(CommandFailure)
-        -> LibvirtDomain?
-    {
-        do {
-            return try await connection.lookupDomain(name)
-        } catch {
-            throw CommandFailure("cannot look up \(name) on \(host): \(error)", exitCode: CommandFailure.unreachable)
-        }
+    func agent(of host: String) throws(CommandFailure) -> (any HostAgent)? {
+        guard let entry = inventory.host(named: host), entry.agentURL != nil else { return nil }
+        return try loader.agentClient(entry, label: "host \(host)")
     }
 }
 
@@ -259,8 +277,10 @@ struct ReconcileCommand: AsyncParsableCommand {
         let inventory = try inventoryFile.load()
         let directory = try PolicyDirectory.locate(explicit: policies.policies)
         let reconciler = Reconciler(
-            store: store, inventory: inventory,
-            loader: try inventoryFile.factsLoader(catalog: try PolicyDirectory.boardCatalog(in: directory)),
+            store: store,
+            hosts: InventoryHosts(
+                inventory: inventory,
+                loader: try inventoryFile.factsLoader(catalog: try PolicyDirectory.boardCatalog(in: directory))),
             staleAfterSeconds: staleAfter, abortRunningJobs: abortRunning,
             policyNamed: { name in try? policies.load(name).0 },
             report: { line in

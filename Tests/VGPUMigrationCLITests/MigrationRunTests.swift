@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 import VGPUAgentClient
+import VGPUCommandSupport
 import VGPUMigrationCore
 import VGPUMigrationStorage
 import VGPUPolicies
@@ -242,10 +243,13 @@ struct MigrationRunTests {
         #expect(await bench.lab.guest("vm-full", on: "src")?.active == true)
     }
 
-    @Test("the destination's agent is down after the switchover: unknown (not failed), nothing released")
+    @Test(
+        "the destination's agent is down after the switchover: unknown (not failed), nothing released; reconcile then commits"
+    )
     func commitFailureKeepsReservation() async throws {
         let bench = try await Bench()
-        try await bench.startGuest("vm-commit", mdev: "5b1f0a7c-3e2d-4c1b-8a9f-6e5d4c3b2a10", memoryMiB: 1024)
+        let sourceDevice = try await bench.sourceVGPU()
+        try await bench.startGuest("vm-commit", mdev: sourceDevice, memoryMiB: 1024)
         let agent = bench.destinationAgent
         await bench.lab.setOnSwitchover { _ in agent.stop() }
 
@@ -264,8 +268,20 @@ struct MigrationRunTests {
         defer { restarted.stop() }
         #expect(try await operatorClient(url).reservations().map(\.state) == [.active])
         #expect(mdevs(in: bench.destinationTree) == [device])
-        // Still unfinished in the history, so reconcile (also run before every migrate) takes it.
+        // Still unfinished in the history, so reconcile (also run before every migrate) takes it:
+        // the VM runs on dst, so the reservation is committed and the source vGPU given back.
         #expect(try await bench.store.unfinished().map(\.id) == [record.id])
+        let hosts = FakeHosts(lab: bench.lab, agents: ["src": bench.sourceURL, "dst": url])
+        let log = bench.lines
+        let settled = try await Reconciler(
+            store: bench.store, hosts: hosts, staleAfterSeconds: 0, report: { log.add($0) }
+        ).reconcileAll(vm: "vm-commit")
+        #expect(settled.map(\.state) == [.completed], "\(bench.lines.all)")
+        #expect(settled.first?.events.suffix(1).map(\.from) == [.unknown])
+        #expect(try await operatorClient(url).reservations().map(\.state) == [.committed])
+        #expect(mdevs(in: bench.destinationTree) == [device])
+        #expect(!mdevs(in: bench.sourceTree).contains(sourceDevice))
+        #expect(try await bench.store.unfinished().isEmpty)
     }
 
     @Test("libvirt reports an error after the destination took over: completed, the reservation committed")
@@ -281,5 +297,19 @@ struct MigrationRunTests {
         #expect(try await operatorClient(bench.destinationURL).reservations().map(\.state) == [.committed])
         #expect(mdevs(in: bench.destinationTree) == record.reservation?.devices.map(\.id))
         #expect(bench.lines.all.contains { $0.contains("but the VM runs on dst: it switched over") })
+    }
+}
+
+/// The hosts of a ``FakeLibvirt``, with the agents at `agents` (host → URL).
+struct FakeHosts: HostDirectory {
+    var lab: FakeLibvirt
+    var agents: [String: String]
+
+    func hypervisor(of host: String) async throws(CommandFailure) -> any Hypervisor {
+        FakeHypervisor(lab: lab, host: host)
+    }
+
+    func agent(of host: String) throws(CommandFailure) -> (any HostAgent)? {
+        agents[host].map(operatorClient)
     }
 }
