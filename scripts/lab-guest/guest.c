@@ -163,7 +163,8 @@ void guest_main(u32 magic, const u32 *info) {
     u32 corrupt = argument(line, "corrupt", 0);
     for (u32 page = 0; page < corrupt && page < pages; page++) page_at(page)[0] = 0xDEADu;
     u32 generation = rate ? 2 : 1, cursor = 0;
-    u64 checked = 0, written = 0, written_at_last_tick = 0, tick = 0;
+    /* written: pages due so far (it skips ahead after a pause); dirtied: pages really written. */
+    u64 checked = 0, written = 0, dirtied = 0, dirtied_at_last_tick = 0, tick = 0;
     u64 start = rdtsc(), last_report_ms = 0;
     u64 pages_per_second = (u64)rate * 256;
 
@@ -179,6 +180,7 @@ void guest_main(u32 magic, const u32 *info) {
                 write_page(cursor, generation);
                 checked++;
                 written++;
+                dirtied++;
                 if (++cursor == pages) {
                     cursor = 0;
                     generation++;
@@ -191,9 +193,9 @@ void guest_main(u32 magic, const u32 *info) {
                 checked += pages;
             }
             u64 interval = elapsed_ms - last_report_ms;
-            u64 achieved = divide(divide((written - written_at_last_tick) * 1000, (u32)interval), 256);
+            u64 achieved = divide(divide((dirtied - dirtied_at_last_tick) * 1000, (u32)interval), 256);
             last_report_ms = elapsed_ms;
-            written_at_last_tick = written;
+            dirtied_at_last_tick = dirtied;
             put_text("lab-guest tick=");
             put_number(++tick);
             put_text(" generation=");
