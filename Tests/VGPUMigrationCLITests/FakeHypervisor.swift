@@ -130,24 +130,23 @@ actor FakeLibvirt {
     }
 
     func setMaxDowntime(_ name: String, on host: String, milliseconds: UInt64) throws {
-        _ = try existing(name, on: host)
-        guard jobs[key(host, name)] != nil else {
-            throw FakeLibvirtError(
-                code: FakeLibvirtError.operationInvalid,
-                message: "Requested operation is not valid: domain is not being migrated")
-        }
+        try requireJob(name, on: host, else: "domain is not being migrated")
         jobs[key(host, name)]?.maxDowntimeMilliseconds = milliseconds
         downtimeLimits.append(milliseconds)
     }
 
     func abortJob(_ name: String, on host: String) throws {
+        try requireJob(name, on: host, else: "no job is active on the domain")
+        jobs[key(host, name)]?.abortRequested = true
+    }
+
+    /// Refuses a call that needs a running job, as libvirt does (VIR_ERR_OPERATION_INVALID).
+    private func requireJob(_ name: String, on host: String, else reason: String) throws {
         _ = try existing(name, on: host)
         guard jobs[key(host, name)] != nil else {
             throw FakeLibvirtError(
-                code: FakeLibvirtError.operationInvalid,
-                message: "Requested operation is not valid: no job is active on the domain")
+                code: FakeLibvirtError.operationInvalid, message: "Requested operation is not valid: \(reason)")
         }
-        jobs[key(host, name)]?.abortRequested = true
     }
 
     func events(_ name: String, on host: String) throws -> MigrationEventStream {

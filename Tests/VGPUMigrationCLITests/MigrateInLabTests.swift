@@ -292,11 +292,7 @@ extension MigrateInLabTests {
         // The VM's vGPU on src, as an earlier migration to src would have left it: created and
         // committed by src's agent. Next to it the fixture's vGPU made by hand (5b1f0a7c-...).
         let client = operatorClient(sourceURL)
-        var earlier = try await client.reserve(
-            ReservationRequest(
-                typeID: "nvidia-232", count: 1, owner: "an-earlier-migration", leaseSeconds: 3600,
-                idempotencyKey: "earlier/reserve"))
-        earlier = try await client.commit(earlier.id)
+        let earlier = try await earlierMigrationsVGPU(sourceURL)
         let device = try #require(earlier.devices.first)
         let handMade = "5b1f0a7c-3e2d-4c1b-8a9f-6e5d4c3b2a10"
         // The coordinator died after the switchover, before giving anything back.

@@ -49,13 +49,7 @@ struct MigrationRunTests {
 
         /// A vGPU on `src` as an earlier migration there leaves it: created and committed by its agent.
         func sourceVGPU() async throws -> String {
-            let client = operatorClient(sourceURL)
-            let made = try await client.reserve(
-                ReservationRequest(
-                    typeID: "nvidia-232", count: 1, owner: "an-earlier-migration", leaseSeconds: 3600,
-                    idempotencyKey: "earlier/reserve"))
-            _ = try await client.commit(made.id)
-            return try #require(made.devices.first?.id)
+            try #require(try await earlierMigrationsVGPU(sourceURL).devices.first?.id)
         }
 
         /// Starts VM `name` on `src` with one T4-4Q vGPU `mdev` and `memoryMiB` of RAM.
@@ -97,9 +91,16 @@ struct MigrationRunTests {
                 bandwidthMiBPerSecond: 1250, forcedChecks: force, report: { log.add($0) }, progress: { _ in })
         }
 
-        /// Waits until the fake's migration job of `vm` runs.
-        func waitForJob(_ vm: String) async -> Bool {
-            await eventually(within: 10) { await lab.isMigrating(vm, on: "src") }
+        /// Starts VM `vm`, which cannot converge at 300 ms (it dirties 4 GiB/s, the link sends
+        /// 1 GiB/s), and its migration under `fixed-300ms`; returns once the job runs.
+        func startCrawlingMigration(_ vm: String) async throws -> Task<MigrationRecord, any Error> {
+            try await startGuest(
+                vm, mdev: "5b1f0a7c-3e2d-4c1b-8a9f-6e5d4c3b2a10", memoryMiB: 512, dirtyMiBPerSecond: 4096)
+            let migration = try await run(
+                vm, policy: try MigrationRunTests.policy("fixed-300ms"), force: MigrationRunTests.overFixedCap)
+            let running = Task { try await migration.run() }
+            #expect(await eventually(within: 10) { await lab.isMigrating(vm, on: "src") })
+            return running
         }
     }
 
@@ -164,11 +165,7 @@ struct MigrationRunTests {
     @Test("aborted while migrating (as 'vgpu-migrate abort' does): cancelled, the reservation released, VM on src")
     func abortReleases() async throws {
         let bench = try await Bench()
-        try await bench.startGuest(
-            "vm-abort", mdev: "5b1f0a7c-3e2d-4c1b-8a9f-6e5d4c3b2a10", memoryMiB: 512, dirtyMiBPerSecond: 4096)
-        let run = try await bench.run("vm-abort", policy: try Self.policy("fixed-300ms"), force: Self.overFixedCap)
-        let running = Task { try await run.run() }
-        #expect(await bench.waitForJob("vm-abort"))
+        let running = try await bench.startCrawlingMigration("vm-abort")
         // The reservation exists while the job runs.
         #expect(try await operatorClient(bench.destinationURL).reservations().map(\.state) == [.active])
         #expect(mdevs(in: bench.destinationTree).count == 1)
@@ -192,11 +189,7 @@ struct MigrationRunTests {
     @Test("the destination fails during the migration: failed, the reservation released, VM on src")
     func destinationFailureReleases() async throws {
         let bench = try await Bench()
-        try await bench.startGuest(
-            "vm-dst-down", mdev: "5b1f0a7c-3e2d-4c1b-8a9f-6e5d4c3b2a10", memoryMiB: 512, dirtyMiBPerSecond: 4096)
-        let run = try await bench.run("vm-dst-down", policy: try Self.policy("fixed-300ms"), force: Self.overFixedCap)
-        let running = Task { try await run.run() }
-        #expect(await bench.waitForJob("vm-dst-down"))
+        let running = try await bench.startCrawlingMigration("vm-dst-down")
         await bench.lab.failMigrations(to: "dst", message: "End of file while reading data: Input/output error")
 
         let record = try await running.value

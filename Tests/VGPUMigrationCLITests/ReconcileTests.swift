@@ -40,6 +40,17 @@ func operatorClient(_ url: String) -> AgentClient {
     AgentClient(endpoint: AgentEndpoint(baseURL: url, token: agentToken))
 }
 
+/// A vGPU on the agent's host as an earlier migration there leaves it: reserved and committed by
+/// the agent.
+func earlierMigrationsVGPU(_ url: String) async throws -> Reservation {
+    let client = operatorClient(url)
+    let made = try await client.reserve(
+        ReservationRequest(
+            typeID: "nvidia-232", count: 1, owner: "an-earlier-migration", leaseSeconds: 3600,
+            idempotencyKey: "earlier/reserve"))
+    return try await client.commit(made.id)
+}
+
 /// The mdevs that exist in an agent's tree (none when the folder is missing).
 func mdevs(in tree: URL) -> [String] {
     (try? FileManager.default.contentsOfDirectory(atPath: tree.appendingPathComponent("sys/bus/mdev/devices").path))
