@@ -47,10 +47,13 @@ struct MigrationRun {
             try await drive(&record)
         } catch is OperatorCancellation {
             try await end(&record, .cancelled, "aborted by the operator (Ctrl-C); the VM stays on \(source.name)")
+        } catch let unclear as UnclearOutcome {
+            try await leaveForReconcile(&record, unclear.reason)
         } catch {
             let message = (error as? CommandFailure)?.message ?? "\(error)"
             if record.state == .completing || record.state == .completed {
-                try await leaveForReconcile(&record, message)
+                try await leaveForReconcile(
+                    &record, "the VM runs on \(destination.name), but \(message); its reservation is kept")
             } else {
                 try await end(&record, .failed, message)
             }
@@ -285,20 +288,35 @@ struct MigrationRun {
         if let error = failure as? any HypervisorError, error.abortedJob { return .cancelled }
         // libvirt can report an error from the migration's last phase after the destination took
         // over; then the VM's vGPUs there are in use and must not be released.
-        if await runsOnDestinationOnly() {
+        switch await whereItRuns() {
+        case .destinationOnly:
             report("libvirt reported \(failure), but the VM runs on \(destination.name): it switched over")
             return .completed
+        case .destinationAndPerhapsSource:
+            throw UnclearOutcome(
+                reason: "libvirt reported \(failure); the VM runs on \(destination.name) and \(source.name) cannot "
+                    + "be asked whether it still runs there; the reservation is kept")
+        case .notOnDestination:
+            throw CommandFailure("migration failed: \((failure as? any HypervisorError)?.message ?? "\(failure)")")
         }
-        throw CommandFailure("migration failed: \((failure as? any HypervisorError)?.message ?? "\(failure)")")
     }
 
-    /// Whether the VM runs on the destination and not on the source (unknown counts as no).
-    private func runsOnDestinationOnly() async -> Bool {
+    private enum Whereabouts {
+        case destinationOnly, destinationAndPerhapsSource, notOnDestination
+    }
+
+    /// Where the VM runs after a migration call that reported an error.
+    private func whereItRuns() async -> Whereabouts {
         guard let there = try? await destination.hypervisor?.guestDomain(named: vm),
             (try? await there.isActive()) == true
-        else { return false }
-        guard let here = try? await source.hypervisor?.guestDomain(named: vm) else { return true }
-        return (try? await here.isActive()) == false
+        else { return .notOnDestination }
+        guard let sourceHypervisor = source.hypervisor else { return .destinationAndPerhapsSource }
+        do {
+            guard let here = try await sourceHypervisor.guestDomain(named: vm) else { return .destinationOnly }
+            return try await here.isActive() ? .destinationAndPerhapsSource : .destinationOnly
+        } catch {
+            return .destinationAndPerhapsSource
+        }
     }
 
     private func interrupted(selfAborted: String?) -> Bool {
@@ -345,13 +363,11 @@ struct MigrationRun {
         report("\(state.rawValue): \(reason)")
     }
 
-    /// After the switchover something failed (the commit, recording): the VM runs on the
-    /// destination, so nothing is released. The record is left `unknown` for `reconcile`, which
-    /// finds the VM there and commits the reservation.
+    /// After the switchover something failed (the commit, recording), or it is not clear where
+    /// the VM runs: nothing is released. The record is left `unknown` for `reconcile`, which asks
+    /// both hosts again and commits or releases the reservation.
     private func leaveForReconcile(_ record: inout MigrationRecord, _ reason: String) async throws(CommandFailure) {
-        let why =
-            "the VM runs on \(destination.name), but \(reason); its reservation is kept: "
-            + "'vgpu-migrate reconcile' settles the migration"
+        let why = reason + ": 'vgpu-migrate reconcile' settles the migration"
         do {
             if !record.state.isTerminal { try record.transition(to: .unknown, reason: why, at: Date()) }
             try await store.save(record)
@@ -401,6 +417,12 @@ struct MigrationHost: Sendable {
     var facts: HostInventory
     var hypervisor: (any Hypervisor)?
     var agent: (any HostAgent)?
+}
+
+/// The migration call failed, yet the VM runs on the destination while the source cannot say
+/// whether it still runs there: left to `reconcile`, nothing released.
+private struct UnclearOutcome: Error {
+    var reason: String
 }
 
 /// The operator aborted before the migration job started.

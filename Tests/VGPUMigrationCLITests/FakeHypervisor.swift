@@ -57,6 +57,9 @@ actor FakeLibvirt {
     private var subscribers: [String: [UUID: AsyncStream<MigrationEvent>.Continuation]] = [:]
     private var failingDestinations: [String: String] = [:]
     private var failAfterSwitchover: String?
+    private var unreachableAfterSwitchover: String?
+    /// Hosts whose daemon does not answer.
+    private var unreachable: Set<String> = []
     /// Whether host `host` has mdev `uuid` (the destination's agent tree, in the tests).
     private var mdevExists: @Sendable (_ host: String, _ uuid: String) -> Bool = { _, _ in true }
     /// Called with the destination's name when a migration switched over.
@@ -94,8 +97,9 @@ actor FakeLibvirt {
 
     /// The next migration switches over, then reports `message` as an error (libvirt's confirm
     /// phase failing after the destination took over).
-    func failAfterSwitchover(message: String) {
+    func failAfterSwitchover(message: String, thenUnreachable host: String? = nil) {
         failAfterSwitchover = message
+        unreachableAfterSwitchover = host
     }
 
     func guest(_ name: String, on host: String) -> Guest? { guests[host]?[name] }
@@ -104,7 +108,10 @@ actor FakeLibvirt {
 
     // MARK: The calls of HypervisorDomain
 
-    func exists(_ name: String, on host: String) -> Bool { guests[host]?[name] != nil }
+    func exists(_ name: String, on host: String) throws -> Bool {
+        try reach(host)
+        return guests[host]?[name] != nil
+    }
 
     func xml(_ name: String, on host: String) throws -> String {
         try existing(name, on: host).xml
@@ -240,6 +247,7 @@ actor FakeLibvirt {
                 await onSwitchover(destination)
                 if let message = failAfterSwitchover {
                     failAfterSwitchover = nil
+                    if let host = unreachableAfterSwitchover { unreachable.insert(host) }
                     throw FakeLibvirtError(code: FakeLibvirtError.internalError, message: message)
                 }
                 return
@@ -261,7 +269,15 @@ actor FakeLibvirt {
         }
     }
 
+    private func reach(_ host: String) throws {
+        guard !unreachable.contains(host) else {
+            throw FakeLibvirtError(
+                code: FakeLibvirtError.noConnect, message: "Cannot recv data: Connection reset by peer")
+        }
+    }
+
     private func existing(_ name: String, on host: String) throws -> Guest {
+        try reach(host)
         guard let guest = guests[host]?[name] else {
             throw FakeLibvirtError(
                 code: FakeLibvirtError.noDomain, message: "Domain not found: no domain with matching name '\(name)'")
@@ -278,7 +294,7 @@ struct FakeHypervisor: Hypervisor {
     var host: String
 
     func guestDomain(named name: String) async throws -> (any HypervisorDomain)? {
-        await lab.exists(name, on: host) ? FakeDomain(lab: lab, host: host, name: name) : nil
+        try await lab.exists(name, on: host) ? FakeDomain(lab: lab, host: host, name: name) : nil
     }
 }
 

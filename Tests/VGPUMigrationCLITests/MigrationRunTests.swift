@@ -277,6 +277,22 @@ struct MigrationRunTests {
         #expect(try await bench.store.unfinished().isEmpty)
     }
 
+    @Test("libvirt reports an error, the VM runs on the destination and the source does not answer: unknown, kept")
+    func unclearOutcomeKeepsReservation() async throws {
+        let bench = try await Bench()
+        try await bench.startGuest("vm-unclear", mdev: "5b1f0a7c-3e2d-4c1b-8a9f-6e5d4c3b2a10", memoryMiB: 1024)
+        await bench.lab.failAfterSwitchover(message: "End of file while reading data", thenUnreachable: "src")
+
+        let record = try await bench.run("vm-unclear", policy: try Self.policy("adaptive")).run()
+
+        #expect(record.state == .unknown, "\(bench.lines.all)")
+        #expect(record.events.map(\.to) == [.checking, .reserving, .migrating, .unknown])
+        #expect(record.events.last?.reason.contains("cannot be asked whether it still runs there") == true)
+        #expect(record.intents.map(\.action) == [.reserve, .startMigration])
+        #expect(try await operatorClient(bench.destinationURL).reservations().map(\.state) == [.active])
+        #expect(mdevs(in: bench.destinationTree) == record.reservation?.devices.map(\.id))
+    }
+
     @Test("libvirt reports an error after the destination took over: completed, the reservation committed")
     func errorAfterSwitchoverCompletes() async throws {
         let bench = try await Bench()
