@@ -372,7 +372,7 @@ struct MigrationRun {
             if !record.state.isTerminal { try record.transition(to: .unknown, reason: why, at: Date()) }
             try await store.save(record)
         } catch {
-            throw CommandFailure("the migration \(record.id) switched over but could not be recorded: \(error)")
+            throw CommandFailure("the migration \(record.id) could not be recorded as unknown (\(reason)): \(error)")
         }
         report("\(MigrationState.unknown.rawValue): \(why)")
     }

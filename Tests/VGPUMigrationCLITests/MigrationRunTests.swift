@@ -20,11 +20,11 @@ struct MigrationRunTests {
         let directory: URL
         let lab = FakeLibvirt()
         let store: SQLiteHistoryStore
-        var sourceAgent: RunningProcess
-        var sourceURL: String
+        let sourceAgent: RunningProcess
+        let sourceURL: String
         let sourceTree: URL
-        var destinationAgent: RunningProcess
-        var destinationURL: String
+        let destinationAgent: RunningProcess
+        let destinationURL: String
         let destinationTree: URL
         let lines = LineLog()
 

@@ -135,6 +135,7 @@ package struct DomainJobStats: Sendable, Hashable {
 
     /// libvirt's job types.
     package static let none: Int32 = 0
+    package static let bounded: Int32 = 1
     package static let unbounded: Int32 = 2
     package static let completed: Int32 = 3
 
@@ -166,7 +167,7 @@ package struct DomainJobStats: Sendable, Hashable {
     }
 
     /// A job is running.
-    package var isActive: Bool { type == 1 || type == 2 }
+    package var isActive: Bool { type == Self.bounded || type == Self.unbounded }
 
     package func sample(at time: Date) -> JobSample {
         JobSample(
