@@ -61,10 +61,17 @@ struct MigrateCommand: AsyncParsableCommand {
         // A migration of this VM abandoned by a coordinator that stopped is settled first.
         let display = ProgressDisplay(json: json)
         let say: @Sendable (String) -> Void = { display.line($0) }
-        _ = try await Reconciler(
+        let earlier = try await Reconciler(
             store: store, hosts: InventoryHosts(inventory: inventory, loader: loader), staleAfterSeconds: 60,
             policyNamed: { [policies] name in try? policies.load(name).0 }, report: say
         ).reconcileAll(vm: vm)
+        if let unsettled = earlier.first(where: { !$0.state.isTerminal }) {
+            throw CommandFailure(
+                "an earlier migration of \(vm), \(unsettled.id), has no clear outcome: "
+                    + (unsettled.events.last?.reason ?? "unknown"),
+                remedy: "run 'vgpu-migrate reconcile' once \(unsettled.source) and \(unsettled.destination) answer",
+                exitCode: CommandFailure.unreachable)
+        }
         async let loadingSource = loader.load(sourceHost)
         async let loadingDestination = loader.load(destinationHost)
         let (sourceFacts, destinationFacts) = try await (loadingSource, loadingDestination)

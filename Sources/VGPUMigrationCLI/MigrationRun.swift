@@ -288,34 +288,18 @@ struct MigrationRun {
         if let error = failure as? any HypervisorError, error.abortedJob { return .cancelled }
         // libvirt can report an error from the migration's last phase after the destination took
         // over; then the VM's vGPUs there are in use and must not be released.
-        switch await whereItRuns() {
+        let whereabouts = await VMWhereabouts.locate(
+            vm, source: source.hypervisor, sourceName: source.name, destination: destination.hypervisor,
+            destinationName: destination.name)
+        switch whereabouts {
         case .destinationOnly:
             report("libvirt reported \(failure), but the VM runs on \(destination.name): it switched over")
             return .completed
-        case .destinationAndPerhapsSource:
-            throw UnclearOutcome(
-                reason: "libvirt reported \(failure); the VM runs on \(destination.name) and \(source.name) cannot "
-                    + "be asked whether it still runs there; the reservation is kept")
+        case .onBoth, .unclear:
+            let why = whereabouts.unclearReason(source: source.name, destination: destination.name) ?? ""
+            throw UnclearOutcome(reason: "libvirt reported \(failure); \(why); the reservation is kept")
         case .notOnDestination:
             throw CommandFailure("migration failed: \((failure as? any HypervisorError)?.message ?? "\(failure)")")
-        }
-    }
-
-    private enum Whereabouts {
-        case destinationOnly, destinationAndPerhapsSource, notOnDestination
-    }
-
-    /// Where the VM runs after a migration call that reported an error.
-    private func whereItRuns() async -> Whereabouts {
-        guard let there = try? await destination.hypervisor?.guestDomain(named: vm),
-            (try? await there.isActive()) == true
-        else { return .notOnDestination }
-        guard let sourceHypervisor = source.hypervisor else { return .destinationAndPerhapsSource }
-        do {
-            guard let here = try await sourceHypervisor.guestDomain(named: vm) else { return .destinationOnly }
-            return try await here.isActive() ? .destinationAndPerhapsSource : .destinationOnly
-        } catch {
-            return .destinationAndPerhapsSource
         }
     }
 
@@ -419,8 +403,8 @@ struct MigrationHost: Sendable {
     var agent: (any HostAgent)?
 }
 
-/// The migration call failed, yet the VM runs on the destination while the source cannot say
-/// whether it still runs there: left to `reconcile`, nothing released.
+/// The migration call failed and where the VM runs is not clear (``VMWhereabouts/unclear(_:)``):
+/// left to `reconcile`, nothing released.
 private struct UnclearOutcome: Error {
     var reason: String
 }

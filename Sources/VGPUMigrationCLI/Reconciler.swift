@@ -10,13 +10,16 @@ import VGPUPolicies
 /// where the VM runs and whether a job is active (a running job is watched to its end under the
 /// migration's policy, or aborted when asked), asks the destination agent which reservations
 /// the migration holds, and ends each record `completed` (reservation committed) or `failed`
-/// (reservation released, VM on the source). Nothing is left reserved.
+/// (reservation released, VM on the source). Nothing is left reserved, and nothing is released
+/// under a VM that may run on the destination: when where it runs cannot be told
+/// (``VMWhereabouts/unclear(_:)``) the record stays `unknown`, untouched, for a later reconcile.
 struct Reconciler {
     var store: any HistoryStore
     /// How the hosts the records name are reached.
     var hosts: any HostDirectory
     /// A record not updated for this long has lost its coordinator (a running one saves at every
-    /// step and every monitor interval); younger ones are left to the coordinator driving them.
+    /// step and every monitor interval); younger ones are left to the coordinator driving them,
+    /// except `unknown` ones, which no coordinator drives.
     var staleAfterSeconds: Double
     /// Abort a migration job that is still running instead of watching it to its end.
     var abortRunningJobs = false
@@ -34,7 +37,9 @@ struct Reconciler {
         }
         var settled: [MigrationRecord] = []
         for record in unfinished where vm == nil || record.vm == vm {
-            if Date().timeIntervalSince(record.updatedAt) < staleAfterSeconds {
+            // An `unknown` record has no coordinator: the one that ran it, or an earlier
+            // reconcile, left it to be settled once its hosts answer.
+            if record.state != .unknown && Date().timeIntervalSince(record.updatedAt) < staleAfterSeconds {
                 report(
                     "\(record.id): \(record.state.rawValue), updated \(Int(Date().timeIntervalSince(record.updatedAt))) s ago; left to its coordinator"
                 )
@@ -52,34 +57,50 @@ struct Reconciler {
         var runsOnDestination = false
         var location = "the migration had not started; the VM is on \(record.source)"
         if startedMigration {
-            let source = try await hosts.hypervisor(of: record.source)
-            let sourceGuest = try await domain(record.vm, on: source, host: record.source)
+            // A host that does not answer is not an error here: where the VM runs may still be
+            // clear from the other one (VMWhereabouts), and otherwise the record waits.
+            let source = try await reachable(record.source)
+            let sourceGuest = try? await source?.guestDomain(named: record.vm)
             var aborted = false
             var watched = false
             if let sourceGuest, let stats = try? await sourceGuest.jobStats(), stats.isActive {
                 if abortRunningJobs {
                     try? await sourceGuest.abortJob()
                     aborted = true
+                    // libvirt ends an aborted job (and stops the destination's copy) a moment later.
+                    await waitForJobEnd(sourceGuest)
                 } else {
                     // The coordinator that watched this job is gone: take over until it ends.
                     aborted = try await watch(&record, guest: sourceGuest)
                     watched = true
                 }
             }
-            let onSource = (try? await sourceGuest?.isActive()) == true
-            let destination = try await hosts.hypervisor(of: record.destination)
-            let moved = try await domain(record.vm, on: destination, host: record.destination)
-            let onDestination = (try? await moved?.isActive()) == true
-            runsOnDestination = onDestination && !onSource
+            let destination = try await reachable(record.destination)
             let history =
                 aborted
                 ? "its migration job was still running and was aborted; "
                 : watched ? "its migration job was still running and was watched to its end; " : ""
-            if runsOnDestination {
+            var whereabouts = await VMWhereabouts.locate(
+                record.vm, source: source, sourceName: record.source, destination: destination,
+                destinationName: record.destination)
+            // Right after a job ended libvirt may still be stopping the destination's copy.
+            for _ in 0..<10 where whereabouts == .onBoth {
+                try? await Task.sleep(for: .milliseconds(500))
+                whereabouts = await VMWhereabouts.locate(
+                    record.vm, source: source, sourceName: record.source, destination: destination,
+                    destinationName: record.destination)
+            }
+            switch whereabouts {
+            case .destinationOnly:
+                runsOnDestination = true
                 location = history + "the VM runs on \(record.destination)"
+                let moved = try? await destination?.guestDomain(named: record.vm)
                 record.finalStats = try? await moved?.jobStats(completed: true).sample(at: Date())
-            } else {
+            case .notOnDestination:
                 location = history + "the VM is on \(record.source)"
+            case .onBoth, .unclear:
+                let why = whereabouts.unclearReason(source: record.source, destination: record.destination) ?? ""
+                return try await leaveUnknown(&record, history + why)
             }
         }
 
@@ -147,6 +168,34 @@ struct Reconciler {
         return record
     }
 
+    /// Waits (up to a minute) until the domain has no migration job.
+    private func waitForJobEnd(_ guest: any HypervisorDomain) async {
+        for _ in 0..<300 {
+            guard let stats = try? await guest.jobStats(), stats.isActive else { return }
+            try? await Task.sleep(for: .milliseconds(200))
+        }
+    }
+
+    /// Keeps a record whose VM cannot be placed `unknown`, with its reservation untouched, for a
+    /// later reconcile to settle once both hosts answer.
+    private func leaveUnknown(_ record: inout MigrationRecord, _ why: String) async throws(CommandFailure)
+        -> MigrationRecord
+    {
+        let reason =
+            "cannot tell where the VM runs: \(why); nothing committed or released; "
+            + "run 'vgpu-migrate reconcile' again once both hosts answer"
+        do {
+            if record.state != .unknown {
+                try record.transition(to: .unknown, reason: reason, at: Date())
+            }
+            try await store.save(record)
+        } catch {
+            throw CommandFailure("cannot record the state of \(record.id): \(error)")
+        }
+        report("\(record.id): unknown (\(reason))")
+        return record
+    }
+
     /// Watches a migration job whose coordinator is gone until it ends, recording samples and
     /// applying the record's policy (new downtime limits, timeouts); returns whether it aborted
     /// the job.
@@ -196,13 +245,14 @@ struct Reconciler {
         return aborted
     }
 
-    private func domain(_ name: String, on hypervisor: any Hypervisor, host: String) async throws(CommandFailure)
-        -> (any HypervisorDomain)?
-    {
+    /// The host's hypervisor, or nil (and a line saying why) when it does not answer; an
+    /// inventory that gives no way to reach it is an error.
+    private func reachable(_ host: String) async throws(CommandFailure) -> (any Hypervisor)? {
         do {
-            return try await hypervisor.guestDomain(named: name)
-        } catch {
-            throw CommandFailure("cannot look up \(name) on \(host): \(error)", exitCode: CommandFailure.unreachable)
+            return try await hosts.hypervisor(of: host)
+        } catch  where error.exitCode == CommandFailure.unreachable {
+            report("\(host) does not answer: \(error.message)")
+            return nil
         }
     }
 }
@@ -248,8 +298,10 @@ struct ReconcileCommand: AsyncParsableCommand {
         discussion: """
             For each migration not in a terminal state: a migration job still running is watched to its end \
             under the migration's policy (or aborted with --abort-running); then, if the VM runs on the \
-            destination the record ends completed and its reservation is committed, otherwise it ends failed \
-            and its reservation is released. Exit 0 when everything was settled.
+            destination (and not on the source) the record ends completed and its reservation is committed; \
+            if it does not run on the destination it ends failed and its reservation is released. When that \
+            cannot be told (a host does not answer, or the VM runs on both) the record stays unknown with \
+            nothing committed or released, and the exit code is 3. Exit 0 when everything was settled.
             """
     )
 
@@ -294,6 +346,13 @@ struct ReconcileCommand: AsyncParsableCommand {
             print(try HistoryText.json(settled))
         } else if settled.isEmpty {
             print("Nothing to reconcile.")
+        }
+        let unsettled = settled.filter { !$0.state.isTerminal }.map(\.id)
+        if !unsettled.isEmpty {
+            throw CommandFailure(
+                "not settled, left unknown: \(unsettled.joined(separator: ", "))",
+                remedy: "run 'vgpu-migrate reconcile' again once their hosts answer",
+                exitCode: CommandFailure.unreachable)
         }
     }
 }

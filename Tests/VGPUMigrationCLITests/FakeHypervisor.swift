@@ -102,6 +102,11 @@ actor FakeLibvirt {
         unreachableAfterSwitchover = host
     }
 
+    /// The daemon of `host` answers again.
+    func setReachable(_ host: String) {
+        unreachable.remove(host)
+    }
+
     func guest(_ name: String, on host: String) -> Guest? { guests[host]?[name] }
 
     func isMigrating(_ name: String, on host: String) -> Bool { jobs[key(host, name)] != nil }

@@ -287,10 +287,58 @@ struct MigrationRunTests {
 
         #expect(record.state == .unknown, "\(bench.lines.all)")
         #expect(record.events.map(\.to) == [.checking, .reserving, .migrating, .unknown])
-        #expect(record.events.last?.reason.contains("cannot be asked whether it still runs there") == true)
+        let reason = try #require(record.events.last?.reason)
+        #expect(reason.contains("it runs on dst and src cannot be asked"), "\(reason)")
         #expect(record.intents.map(\.action) == [.reserve, .startMigration])
         #expect(try await operatorClient(bench.destinationURL).reservations().map(\.state) == [.active])
         #expect(mdevs(in: bench.destinationTree) == record.reservation?.devices.map(\.id))
+
+        // reconcile while the source still does not answer: nothing settled, still unknown.
+        let hosts = FakeHosts(lab: bench.lab, agents: ["src": bench.sourceURL, "dst": bench.destinationURL])
+        let log = bench.lines
+        let reconciler = Reconciler(store: bench.store, hosts: hosts, staleAfterSeconds: 0, report: { log.add($0) })
+        let kept = try await reconciler.reconcileAll(vm: "vm-unclear")
+        #expect(kept.map(\.state) == [.unknown], "\(bench.lines.all)")
+        #expect(kept.first?.events.count == record.events.count)
+        #expect(kept.first?.intents.map(\.action) == [.reserve, .startMigration])
+        #expect(try await operatorClient(bench.destinationURL).reservations().map(\.state) == [.active])
+        #expect(try await bench.store.unfinished().map(\.id) == [record.id])
+        #expect(bench.lines.all.contains { $0.contains("\(record.id): unknown (cannot tell where the VM runs") })
+
+        // The source answers again and no longer runs the VM: completed, the reservation committed.
+        await bench.lab.setReachable("src")
+        let settled = try await reconciler.reconcileAll(vm: "vm-unclear")
+        #expect(settled.map(\.state) == [.completed], "\(bench.lines.all)")
+        #expect(try await operatorClient(bench.destinationURL).reservations().map(\.state) == [.committed])
+        #expect(mdevs(in: bench.destinationTree) == record.reservation?.devices.map(\.id))
+        #expect(try await bench.store.unfinished().isEmpty)
+    }
+
+    @Test("reconcile finds the VM running on both hosts: left unknown, nothing committed or released")
+    func reconcileLeavesSplitVMUnknown() async throws {
+        let bench = try await Bench()
+        try await bench.startGuest("vm-both", mdev: "5b1f0a7c-3e2d-4c1b-8a9f-6e5d4c3b2a10", memoryMiB: 1024)
+        let record = try await bench.run("vm-both", policy: try Self.policy("adaptive")).run()
+        #expect(record.state == .completed, "\(bench.lines.all)")
+        // A record of an abandoned second migration of the VM while a copy also runs on the source.
+        var abandonedRecord = try abandoned(vm: "vm-both", state: .migrating, intents: [.reserve, .startMigration])
+        abandonedRecord.source = "dst"
+        abandonedRecord.destination = "src"
+        try await bench.store.begin(abandonedRecord)
+        await bench.lab.start("vm-both", on: "src", xml: try await bench.lab.xml("vm-both", on: "dst"))
+        let hosts = FakeHosts(lab: bench.lab, agents: ["src": bench.sourceURL, "dst": bench.destinationURL])
+        let log = bench.lines
+        let before = try await operatorClient(bench.destinationURL).reservations().map(\.state)
+
+        let settled = try await Reconciler(
+            store: bench.store, hosts: hosts, staleAfterSeconds: 0, report: { log.add($0) }
+        ).reconcileAll(vm: "vm-both")
+
+        #expect(settled.map(\.state) == [.unknown], "\(bench.lines.all)")
+        let reason = try #require(settled.first?.events.last?.reason)
+        #expect(reason.contains("it runs on both src and dst"), "\(reason)")
+        #expect(try await operatorClient(bench.destinationURL).reservations().map(\.state) == before)
+        #expect(try await bench.store.unfinished().map(\.id) == [abandonedRecord.id])
     }
 
     @Test("libvirt reports an error after the destination took over: completed, the reservation committed")

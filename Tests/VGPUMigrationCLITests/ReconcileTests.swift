@@ -146,6 +146,61 @@ struct ReconcileTests {
         #expect(outcome.standardOutput.contains("left to its coordinator"))
         #expect(try await store.record(id: record.id)?.state == .checking)
     }
+
+    @Test("neither host answers after the migration started: the record stays unknown, reconcile and migrate exit 3")
+    func neitherHostAnswers() async throws {
+        let directory = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let (agent, url, tree) = try startAgent(fixture: "t4-b", in: directory)
+        defer { agent.stop() }
+        let database = directory.appendingPathComponent("history.sqlite").path
+        let store = try SQLiteHistoryStore(path: database)
+        let record = try abandoned(vm: "vm-dark", state: .migrating, intents: [.reserve, .startMigration])
+        try await store.begin(record)
+        let client = operatorClient(url)
+        let reservation = try await client.reserve(
+            ReservationRequest(
+                typeID: "nvidia-232", count: 1, owner: record.id, leaseSeconds: 3600,
+                idempotencyKey: "\(record.id)/reserve"))
+        // Both daemons' sockets are missing: libvirt cannot connect to either host.
+        let inventory = directory.appendingPathComponent("hosts.yaml").path
+        try """
+        hosts:
+          src:
+            sysfs_root: \(fixture("t4-a"))
+            libvirt_uri: qemu+unix:///system?socket=\(directory.path)/no-such-src.sock
+          dst:
+            libvirt_uri: qemu+unix:///system?socket=\(directory.path)/no-such-dst.sock
+            agent_url: \(url)
+            credentials: token
+        """.write(toFile: inventory, atomically: true, encoding: .utf8)
+
+        let outcome = try ProductRunner.run(
+            "vgpu-migrate",
+            ["reconcile", "--inventory", inventory, "--database", database, "--policies", TestData.policies.path])
+
+        #expect(outcome.status == 3, "\(outcome.standardOutput)\(outcome.standardError)")
+        #expect(outcome.standardOutput.contains("\(record.id): unknown (cannot tell where the VM runs: neither host"))
+        #expect(outcome.standardError.contains("not settled, left unknown: \(record.id)"), "\(outcome.standardError)")
+        let kept = try #require(try await store.record(id: record.id))
+        #expect(kept.state == .unknown)
+        #expect(kept.intents.map(\.action) == [.reserve, .startMigration])
+        #expect(try await client.reservation(reservation.id).state == .active)
+        #expect(mdevs(in: tree) == reservation.devices.map(\.id))
+
+        // A new migration of the VM is refused until the earlier one is settled.
+        let migrate = try ProductRunner.run(
+            "vgpu-migrate",
+            [
+                "migrate", "vm-dark", "--from", "src", "--to", "dst", "--inventory", inventory, "--database", database,
+                "--policies", TestData.policies.path,
+            ])
+        #expect(migrate.status == 3, "\(migrate.standardOutput)\(migrate.standardError)")
+        #expect(
+            migrate.standardError.contains("an earlier migration of vm-dark, \(record.id), has no clear outcome"),
+            "\(migrate.standardError)")
+        #expect(try await client.reservation(reservation.id).state == .active)
+    }
 }
 
 extension Array {
