@@ -226,10 +226,18 @@ enum HistoryText {
         return (yearOfEra + era * 400 + (month <= 2 ? 1 : 0), month, day)
     }
 
+    /// `40.0 s`, `2m05s`, `1h02m` (without Foundation's formatting, which costs the listing more
+    /// than its query).
     static func duration(_ seconds: Double) -> String {
-        if seconds < 60 { return String(format: "%.1f s", seconds) }
-        if seconds < 3600 { return String(format: "%dm%02ds", Int(seconds) / 60, Int(seconds) % 60) }
-        return String(format: "%dh%02dm", Int(seconds) / 3600, Int(seconds) % 3600 / 60)
+        guard seconds.isFinite, seconds >= 0 else { return "-" }
+        func two(_ value: Int) -> String { value < 10 ? "0\(value)" : "\(value)" }
+        if seconds < 59.95 {
+            let tenths = Int((seconds * 10).rounded())
+            return "\(tenths / 10).\(tenths % 10) s"
+        }
+        let whole = Int(seconds.rounded())
+        if whole < 3600 { return "\(whole / 60)m\(two(whole % 60))s" }
+        return "\(whole / 3600)h\(two(whole % 3600 / 60))m"
     }
 
     static func table(_ rows: [MigrationSummary]) -> String {

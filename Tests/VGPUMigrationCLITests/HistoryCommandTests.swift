@@ -159,6 +159,17 @@ struct HistoryCommandTests {
         #expect(HistoryText.time(Date(timeIntervalSince1970: 951_782_400)) == "2000-02-29 00:00:00")
     }
 
+    @Test(
+        "durations read in seconds (one decimal) under a minute, then minutes and seconds, then hours and minutes",
+        arguments: [
+            (0.0, "0.0 s"), (0.04, "0.0 s"), (2.25, "2.3 s"), (40, "40.0 s"), (59.94, "59.9 s"), (59.97, "1m00s"),
+            (60, "1m00s"), (125.4, "2m05s"), (125.6, "2m06s"), (3599.4, "59m59s"), (3599.6, "1h00m"),
+            (3720, "1h02m"), (90_000, "25h00m"), (-1, "-"), (.nan, "-"), (.infinity, "-"),
+        ])
+    func durations(seconds: Double, shown: String) {
+        #expect(HistoryText.duration(seconds) == shown)
+    }
+
     @Test("--since takes an age, a date and time with a zone, or a day")
     func since() throws {
         let now = Date(timeIntervalSince1970: 1_795_000_000)

@@ -48,6 +48,33 @@ print(String(format: "filled in %.1f s", Date().timeIntervalSince(fillStart)))
 
 func median(_ values: [Double]) -> Double { values.sorted()[values.count / 2] }
 
+struct CommandFailed: Error, CustomStringConvertible {
+    var description: String
+}
+
+/// Runs `binary` with `arguments` (standard output to /dev/null) and returns the wall time from
+/// posix_spawn to waitpid. Spawning directly keeps Foundation's Process (its pipes, its run loop
+/// waiting for the child) out of what is measured.
+func millisecondsToRun(_ binary: String, _ arguments: [String]) throws -> Double {
+    var actions = posix_spawn_file_actions_t()
+    posix_spawn_file_actions_init(&actions)
+    defer { posix_spawn_file_actions_destroy(&actions) }
+    posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0)
+    let argv: [UnsafeMutablePointer<CChar>?] = ([binary] + arguments).map { strdup($0) } + [nil]
+    defer { for pointer in argv { free(pointer) } }
+    var child: pid_t = 0
+    let t0 = DispatchTime.now().uptimeNanoseconds
+    let spawned = posix_spawn(&child, binary, &actions, nil, argv, environ)
+    guard spawned == 0 else { throw CommandFailed(description: "cannot start \(binary): errno \(spawned)") }
+    var status: Int32 = 0
+    while waitpid(child, &status, 0) == -1 && errno == EINTR {}
+    let elapsed = Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e6
+    guard status == 0 else {
+        throw CommandFailed(description: "\(binary) \(arguments.joined(separator: " ")) ended with status \(status)")
+    }
+    return elapsed
+}
+
 let filters: [(String, HistoryFilter, [String])] = [
     ("no filter", HistoryFilter(limit: 50), []),
     ("--vm", HistoryFilter(vm: "vm-417", limit: 50), ["--vm", "vm-417"]),
@@ -76,14 +103,7 @@ for (label, filter, flags) in filters {
     }
     var command: [Double] = []
     for _ in 0..<repeats {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: binary)
-        process.arguments = ["history", "--database", path] + flags
-        process.standardOutput = FileHandle.nullDevice
-        let t0 = DispatchTime.now().uptimeNanoseconds
-        try process.run()
-        process.waitUntilExit()
-        command.append(Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e6)
+        command.append(try millisecondsToRun(binary, ["history", "--database", path] + flags))
     }
     let a = median(inProcess)
     let b = median(command)
@@ -95,14 +115,7 @@ for (label, filter, flags) in filters {
 // What starting the command costs with no query at all, for reading the command column.
 var startOnly: [Double] = []
 for _ in 0..<repeats {
-    let process = Process()
-    process.executableURL = URL(fileURLWithPath: binary)
-    process.arguments = ["--version"]
-    process.standardOutput = FileHandle.nullDevice
-    let t0 = DispatchTime.now().uptimeNanoseconds
-    try process.run()
-    process.waitUntilExit()
-    startOnly.append(Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e6)
+    startOnly.append(try millisecondsToRun(binary, ["--version"]))
 }
 
 print("")
