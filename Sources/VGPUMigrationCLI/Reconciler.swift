@@ -250,7 +250,7 @@ struct Reconciler {
     private func reachable(_ host: String) async throws(CommandFailure) -> (any Hypervisor)? {
         do {
             return try await hosts.hypervisor(of: host)
-        } catch where error.exitCode == CommandFailure.unreachable {
+        } catch  where error.exitCode == CommandFailure.unreachable {
             report("\(host) does not answer: \(error.message)")
             return nil
         }
