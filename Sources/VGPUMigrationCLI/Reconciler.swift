@@ -80,12 +80,11 @@ struct Reconciler {
                 aborted
                 ? "its migration job was still running and was aborted; "
                 : watched ? "its migration job was still running and was watched to its end; " : ""
-            var whereabouts = await VMWhereabouts.locate(
-                record.vm, source: source, sourceName: record.source, destination: destination,
-                destinationName: record.destination)
-            // Right after a job ended libvirt may still be stopping the destination's copy.
-            for _ in 0..<10 where whereabouts == .onBoth {
-                try? await Task.sleep(for: .milliseconds(500))
+            // Right after a job ended libvirt may still be stopping the destination's copy: a VM on
+            // both hosts is asked about again, every 500 ms for 5 s.
+            var whereabouts = VMWhereabouts.onBoth
+            for attempt in 0...10 where whereabouts == .onBoth {
+                if attempt > 0 { try? await Task.sleep(for: .milliseconds(500)) }
                 whereabouts = await VMWhereabouts.locate(
                     record.vm, source: source, sourceName: record.source, destination: destination,
                     destinationName: record.destination)

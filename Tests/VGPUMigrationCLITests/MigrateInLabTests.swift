@@ -241,12 +241,8 @@ struct MigrateInLabTests {
         #expect(moved.status == 0, "\(moved.standardOutput)\(moved.standardError)")
         let store = try SQLiteHistoryStore(path: database)
         let record = try abandoned(vm: "e2e-moved", state: .migrating, intents: [.reserve, .startMigration])
-        try await store.begin(record)
+        let reservation = try await beginWithReservation(record, in: store, agent: url)
         let client = operatorClient(url)
-        let reservation = try await client.reserve(
-            ReservationRequest(
-                typeID: "nvidia-232", count: 1, owner: record.id, leaseSeconds: 3600,
-                idempotencyKey: "\(record.id)/reserve"))
 
         let outcome = try ProductRunner.run(
             "vgpu-migrate",

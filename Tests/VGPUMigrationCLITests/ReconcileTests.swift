@@ -71,6 +71,18 @@ func abandoned(vm: String, state: MigrationState, intents: [Intent.Action]) thro
     return record
 }
 
+/// Records `record` as begun in `store` and reserves one vGPU for it on the agent at `url`, as its
+/// coordinator did before it stopped.
+func beginWithReservation(_ record: MigrationRecord, in store: any HistoryStore, agent url: String) async throws
+    -> Reservation
+{
+    try await store.begin(record)
+    return try await operatorClient(url).reserve(
+        ReservationRequest(
+            typeID: "nvidia-232", count: 1, owner: record.id, leaseSeconds: 3600,
+            idempotencyKey: "\(record.id)/reserve"))
+}
+
 @Suite("reconcile: abandoned migrations end settled, nothing left reserved")
 struct ReconcileTests {
     @Test("an abandoned migration that had reserved: failed, its reservation released, the device gone")
@@ -82,12 +94,8 @@ struct ReconcileTests {
         let database = directory.appendingPathComponent("history.sqlite").path
         let store = try SQLiteHistoryStore(path: database)
         let record = try abandoned(vm: "vm-t4", state: .reserving, intents: [.reserve])
-        try await store.begin(record)
+        let reservation = try await beginWithReservation(record, in: store, agent: url)
         let client = operatorClient(url)
-        let reservation = try await client.reserve(
-            ReservationRequest(
-                typeID: "nvidia-232", count: 1, owner: record.id, leaseSeconds: 3600,
-                idempotencyKey: "\(record.id)/reserve"))
         try """
         hosts:
           src:
@@ -156,12 +164,8 @@ struct ReconcileTests {
         let database = directory.appendingPathComponent("history.sqlite").path
         let store = try SQLiteHistoryStore(path: database)
         let record = try abandoned(vm: "vm-dark", state: .migrating, intents: [.reserve, .startMigration])
-        try await store.begin(record)
+        let reservation = try await beginWithReservation(record, in: store, agent: url)
         let client = operatorClient(url)
-        let reservation = try await client.reserve(
-            ReservationRequest(
-                typeID: "nvidia-232", count: 1, owner: record.id, leaseSeconds: 3600,
-                idempotencyKey: "\(record.id)/reserve"))
         // Both daemons' sockets are missing: libvirt cannot connect to either host.
         let inventory = directory.appendingPathComponent("hosts.yaml").path
         try """
