@@ -196,22 +196,46 @@ enum HistoryText {
     static func json(_ value: some Encodable) throws -> String {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
-        encoder.dateEncodingStrategy = .iso8601
+        encoder.dateEncodingStrategy = .custom { date, encoder in
+            var container = encoder.singleValueContainer()
+            try container.encode(timestamp(date))
+        }
         return String(decoding: try encoder.encode(value), as: UTF8.self)
     }
 
-    /// `2026-11-25 10:00:00`, in UTC. Computed here rather than with a date formatter, which would
-    /// start ICU: that alone costs `history` more time than its query.
-    static func time(_ date: Date) -> String {
-        let seconds = Int(date.timeIntervalSince1970.rounded(.down))
-        let (days, secondOfDay) = seconds.quotientAndRemainder(dividingBy: 86_400)
-        let day = secondOfDay < 0 ? days - 1 : days
-        let second = secondOfDay < 0 ? secondOfDay + 86_400 : secondOfDay
-        let (year, month, dayOfMonth) = civilDate(daysSince1970: day)
-        func two(_ value: Int) -> String { value < 10 ? "0\(value)" : "\(value)" }
-        return
-            "\(year)-\(two(month))-\(two(dayOfMonth)) \(two(second / 3600)):\(two(second % 3600 / 60)):\(two(second % 60))"
+    /// `2026-11-25T10:00:00.250Z`: RFC 3339 in UTC to the millisecond, as the JSON output writes
+    /// times (the phases of a migration are often milliseconds apart).
+    static func timestamp(_ date: Date) -> String {
+        let parts = utc(date)
+        return parts.day + "T" + parts.clock + "." + parts.milliseconds + "Z"
     }
+
+    /// `2026-11-25 10:00:00`, in UTC, or `2026-11-25 10:00:00.250` with `milliseconds`. Computed
+    /// here rather than with a date formatter, which would start ICU: that alone costs `history`
+    /// more time than its query.
+    static func time(_ date: Date, milliseconds: Bool = false) -> String {
+        let parts = utc(date)
+        return parts.day + " " + parts.clock + (milliseconds ? "." + parts.milliseconds : "")
+    }
+
+    /// The UTC day (`2026-11-25`), time of day (`10:00:00`) and milliseconds (`250`) of `date`,
+    /// rounded down to the millisecond.
+    private static func utc(_ date: Date) -> (day: String, clock: String, milliseconds: String) {
+        let total = Int((date.timeIntervalSince1970 * 1000).rounded(.down))
+        let (days, ofDay) = total.quotientAndRemainder(dividingBy: 86_400_000)
+        let day = ofDay < 0 ? days - 1 : days
+        let millisecond = ofDay < 0 ? ofDay + 86_400_000 : ofDay
+        let (year, month, dayOfMonth) = civilDate(daysSince1970: day)
+        let second = millisecond / 1000
+        let fraction = millisecond % 1000
+        return (
+            "\(year)-\(two(month))-\(two(dayOfMonth))",
+            "\(two(second / 3600)):\(two(second % 3600 / 60)):\(two(second % 60))",
+            fraction < 10 ? "00\(fraction)" : fraction < 100 ? "0\(fraction)" : "\(fraction)"
+        )
+    }
+
+    private static func two(_ value: Int) -> String { value < 10 ? "0\(value)" : "\(value)" }
 
     /// The proleptic Gregorian date `days` after 1970-01-01 (Howard Hinnant's civil_from_days).
     static func civilDate(daysSince1970 days: Int) -> (year: Int, month: Int, day: Int) {
@@ -261,13 +285,14 @@ enum HistoryText {
         out += "\nTimeline:\n"
         if record.events.isEmpty { out += "  (no transition yet)\n" }
         for event in record.events {
-            out += "  \(time(event.time))  \(event.from.rawValue) → \(event.to.rawValue): \(event.reason)"
+            out +=
+                "  \(time(event.time, milliseconds: true))  \(event.from.rawValue) → \(event.to.rawValue): \(event.reason)"
             out += details(event.details) + "\n"
         }
         if !record.downtimeSteps.isEmpty {
             out += "\nDowntime steps:\n"
             for step in record.downtimeSteps {
-                out += "  \(time(step.time))  \(step.milliseconds) ms: \(step.reason)\n"
+                out += "  \(time(step.time, milliseconds: true))  \(step.milliseconds) ms: \(step.reason)\n"
             }
         }
         if let stats = record.finalStats {
@@ -296,7 +321,7 @@ enum HistoryText {
         if !record.intents.isEmpty {
             out += "\nIntents recorded:\n"
             for intent in record.intents {
-                out += "  \(time(intent.time))  \(intent.action.rawValue)"
+                out += "  \(time(intent.time, milliseconds: true))  \(intent.action.rawValue)"
                 out += details(intent.details) + "\n"
             }
         }

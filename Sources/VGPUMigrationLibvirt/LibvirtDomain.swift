@@ -82,7 +82,9 @@ package final class LibvirtDomain: @unchecked Sendable {
         }
     }
 
-    /// The current job's statistics, or with `completed` those of the last completed job.
+    /// The current job's statistics, or with `completed` those of the last completed job. The
+    /// completed job's statistics stay with the domain for others to read (`virsh domjobinfo
+    /// --completed`), rather than being discarded by this read as libvirt does by default.
     package func jobStats(completed: Bool = false) async throws -> DomainJobStats {
         let domain = handle
         let name = self.name
@@ -90,7 +92,9 @@ package final class LibvirtDomain: @unchecked Sendable {
             var type: Int32 = 0
             var params: virTypedParameterPtr?
             var count: Int32 = 0
-            let flags = completed ? VIR_DOMAIN_JOB_STATS_COMPLETED.rawValue : 0
+            let flags =
+                completed
+                ? VIR_DOMAIN_JOB_STATS_COMPLETED.rawValue | VIR_DOMAIN_JOB_STATS_KEEP_COMPLETED.rawValue : 0
             guard virDomainGetJobStats(domain.value, &type, &params, &count, flags) == 0 else {
                 throw LibvirtError.last(operation: "virDomainGetJobStats(\(name))")
             }

@@ -106,6 +106,9 @@ struct CrashAtEachStateTests {
         #expect(record.state == .completed)
         #expect(record.events.map(\.to) == [.checking, .reserving, .migrating, .completing, .unknown, .completed])
         #expect(record.finalStats?.downtimeMilliseconds != nil)
+        // Reading the completed job's statistics left them for the operator's own tools.
+        let completedJob = try lab.virsh(lab.destinationURI, ["domjobinfo", "crash-completing", "--completed"])
+        #expect(completedJob.standardOutput.contains("Time elapsed:"), "\(completedJob.standardOutput)")
     }
 
     @Test("killed while the migration job runs: reconcile watches the job to its end → completed, 0 page errors")

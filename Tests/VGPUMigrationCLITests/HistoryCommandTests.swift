@@ -96,7 +96,7 @@ struct HistoryCommandTests {
         #expect(first["status"] as? String == "completed")
         #expect(first["downtime_ms"] as? Int == 840)
         #expect(first["duration_s"] as? Double == 21)
-        #expect(first["started"] as? String == "2026-11-18T11:06:40Z")
+        #expect(first["started"] as? String == "2026-11-18T11:06:40.000Z")
         for key in ["vm", "source", "destination", "policy", "updated"] { #expect(first[key] != nil, "\(key)") }
     }
 
@@ -110,7 +110,7 @@ struct HistoryCommandTests {
         let text = outcome.standardOutput
         #expect(text.contains("Migration \(records[0].id)"))
         #expect(text.contains("VM vm-t4: t4-a → t4-b, policy adaptive"))
-        #expect(text.contains("requested → checking: pre-flight check"))
+        #expect(text.contains("  2026-11-18 11:06:41.000  requested → checking: pre-flight check"))
         #expect(text.contains("completing → completed: reservation committed, source vGPU released"))
         #expect(text.contains("1200 ms: adaptive: remaining 240 MiB at 200 MiB/s"))
         #expect(text.contains("downtime 840 ms, data processed 8192 MiB, iterations 5"))
@@ -157,6 +157,33 @@ struct HistoryCommandTests {
             #expect(HistoryText.time(date) == reference.string(from: date), "\(value)")
         }
         #expect(HistoryText.time(Date(timeIntervalSince1970: 951_782_400)) == "2000-02-29 00:00:00")
+    }
+
+    @Test("JSON times are RFC 3339 to the millisecond, rounded down, and read back by Foundation's parser")
+    func timestamps() throws {
+        let reference = ISO8601DateFormatter()
+        var generator = SystemRandomNumberGenerator()
+        var milliseconds: [Int64] = [0, -1, 1, 999, 1000, -86_400_000, 951_868_799_999, 1_795_000_000_250]
+        for _ in 0..<2000 {
+            milliseconds.append(Int64.random(in: -5_000_000_000_000...8_000_000_000_000, using: &generator))
+        }
+        for value in milliseconds {
+            // 0.6 ms past the mark: the text must not round up to the next millisecond.
+            let date = Date(timeIntervalSince1970: (Double(value) + 0.6) / 1000)
+            let (seconds, fraction) = value.quotientAndRemainder(dividingBy: 1000)
+            let whole = fraction < 0 ? seconds - 1 : seconds
+            let digits = String(fraction < 0 ? fraction + 1000 : fraction)
+            let expected =
+                reference.string(from: Date(timeIntervalSince1970: Double(whole))).dropLast()
+                + "." + String(repeating: "0", count: 3 - digits.count) + digits + "Z"
+            let text = HistoryText.timestamp(date)
+            #expect(text == expected, "\(value)")
+            let parsed = try Date.ISO8601FormatStyle(includingFractionalSeconds: true).parse(text)
+            #expect(abs(parsed.timeIntervalSince1970 * 1000 - Double(value)) < 0.5, "\(value)")
+        }
+        #expect(
+            HistoryText.time(Date(timeIntervalSince1970: 1_795_000_000.25), milliseconds: true)
+                == "2026-11-18 11:06:40.250")
     }
 
     @Test(

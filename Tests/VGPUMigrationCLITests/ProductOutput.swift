@@ -4,7 +4,11 @@ import VGPUTestSupport
 /// What `vgpu-migrate … --json` printed, decoded (times in ISO 8601).
 func decodedJSON<T: Decodable>(_ type: T.Type, from output: String) throws -> T {
     let decoder = JSONDecoder()
-    decoder.dateDecodingStrategy = .iso8601
+    // The product writes RFC 3339 times to the millisecond (HistoryText.timestamp).
+    decoder.dateDecodingStrategy = .custom { decoder in
+        let text = try decoder.singleValueContainer().decode(String.self)
+        return try Date.ISO8601FormatStyle(includingFractionalSeconds: true).parse(text)
+    }
     return try decoder.decode(type, from: Data(output.utf8))
 }
 
