@@ -71,6 +71,8 @@ struct MigrationRun {
         guard let guest = try await hypervisor.guestDomain(named: vm) else {
             throw CommandFailure("VM \(vm) is not defined on \(source.name)")
         }
+        // The migration's own connection opens while the check runs.
+        guest.prepareMigration()
         let active = try await guest.isActive()
         let domain = try GuestDomain.parse(xml: try await guest.xml())
         let cpu: CheckSubject.CPUComparison =

@@ -47,6 +47,8 @@ package final class LibvirtDomain: @unchecked Sendable {
     private let pointer: OpaquePointer
     package let connection: LibvirtConnection
     package let name: String
+    /// The connection for the migration call, when `prepareMigration` opened it ahead.
+    private let migrationLine = PreparedMigrationLine()
 
     init(pointer: OpaquePointer, connection: LibvirtConnection, name: String) {
         self.pointer = pointer
@@ -125,33 +127,36 @@ package final class LibvirtDomain: @unchecked Sendable {
         }
     }
 
+    /// Opens, in the background, the connection `migrate` will run on (see there), so that the
+    /// migration does not wait for it. Calling it again, or not at all, is harmless.
+    package func prepareMigration() {
+        let uri = connection.uri
+        // The thread holds the domain (and so its handle) until the line is open.
+        migrationLine.prepare { [self] in MigrationLine.open(uri: uri, domain: pointer, name: name) }
+    }
+
     /// Migrates the domain to the libvirt daemon at `destinationURI` (peer-to-peer: the source
     /// daemon connects to it) and returns when the migration has ended.
     ///
     /// libvirt's remote driver serializes the calls of one connection, so the migration runs on
-    /// a connection of its own (opened on its own thread): job statistics, new downtime limits
-    /// and an abort on this domain's connection are answered while it runs.
+    /// a connection of its own (opened on its own thread, or ahead by `prepareMigration`): job
+    /// statistics, new downtime limits and an abort on this domain's connection are answered
+    /// while it runs.
     package func migrate(to destinationURI: String, parameters: MigrationParameters, flags: MigrationFlags) async throws
     {
         let domain = handle
         let name = self.name
-        let sourceURI = connection.uri
+        let uri = connection.uri
+        let prepared = migrationLine
         try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
             let thread = Thread {
-                guard let own = virConnectOpen(sourceURI) else {
-                    continuation.resume(
-                        throwing: LibvirtError.last(operation: "connecting to \(sourceURI) to migrate \(name)"))
+                let line: MigrationLine
+                switch prepared.take() ?? MigrationLine.open(uri: uri, domain: domain.value, name: name) {
+                case .success(let opened): line = opened
+                case .failure(let error):
+                    continuation.resume(throwing: error)
                     return
                 }
-                defer { virConnectClose(own) }
-                var uuid = [CChar](repeating: 0, count: Int(VIR_UUID_STRING_BUFLEN))
-                guard virDomainGetUUIDString(domain.value, &uuid) == 0,
-                    let migrating = virDomainLookupByUUIDString(own, uuid)
-                else {
-                    continuation.resume(throwing: LibvirtError.last(operation: "looking up \(name) to migrate it"))
-                    return
-                }
-                defer { virDomainFree(migrating) }
                 var params: virTypedParameterPtr?
                 var count: Int32 = 0
                 var capacity: Int32 = 0
@@ -169,7 +174,7 @@ package final class LibvirtDomain: @unchecked Sendable {
                 if let connections = parameters.parallelConnections {
                     virTypedParamsAddInt(&params, &count, &capacity, "parallel.connections", connections)
                 }
-                if virDomainMigrateToURI3(migrating, destinationURI, params, UInt32(count), flags.libvirtFlags) == 0 {
+                if virDomainMigrateToURI3(line.domain, destinationURI, params, UInt32(count), flags.libvirtFlags) == 0 {
                     continuation.resume()
                 } else {
                     continuation.resume(
@@ -179,6 +184,73 @@ package final class LibvirtDomain: @unchecked Sendable {
             thread.name = "vgpu-migrate.migrate.\(name)"
             thread.start()
         }
+    }
+}
+
+/// The connection a migration runs on and the domain looked up on it; the domain is freed and
+/// the connection closed when the value goes away.
+final class MigrationLine: @unchecked Sendable {
+    let connection: OpaquePointer
+    let domain: OpaquePointer
+
+    private init(connection: OpaquePointer, domain: OpaquePointer) {
+        self.connection = connection
+        self.domain = domain
+    }
+
+    deinit {
+        virDomainFree(domain)
+        virConnectClose(connection)
+    }
+
+    /// Opens a connection to `uri` and looks `domain` up on it by UUID (blocking).
+    static func open(uri: String, domain: OpaquePointer, name: String) -> Result<MigrationLine, LibvirtError> {
+        guard let connection = virConnectOpen(uri) else {
+            return .failure(LibvirtError.last(operation: "connecting to \(uri) to migrate \(name)"))
+        }
+        var uuid = [CChar](repeating: 0, count: Int(VIR_UUID_STRING_BUFLEN))
+        guard virDomainGetUUIDString(domain, &uuid) == 0, let found = virDomainLookupByUUIDString(connection, uuid)
+        else {
+            let error = LibvirtError.last(operation: "looking up \(name) to migrate it")
+            virConnectClose(connection)
+            return .failure(error)
+        }
+        return .success(MigrationLine(connection: connection, domain: found))
+    }
+}
+
+/// A `MigrationLine` being opened ahead on a thread of its own, handed to the migration once.
+final class PreparedMigrationLine: @unchecked Sendable {
+    private let condition = NSCondition()
+    private var started = false
+    private var result: Result<MigrationLine, LibvirtError>?
+
+    /// Starts `open` on a new thread, unless it was started before.
+    func prepare(_ open: @escaping @Sendable () -> Result<MigrationLine, LibvirtError>) {
+        condition.lock()
+        defer { condition.unlock() }
+        guard !started else { return }
+        started = true
+        let thread = Thread { [self] in
+            let opened = open()
+            condition.lock()
+            result = opened
+            condition.broadcast()
+            condition.unlock()
+        }
+        thread.name = "vgpu-migrate.migration-connection"
+        thread.start()
+    }
+
+    /// The prepared line (waiting for it while it opens), or nil when none was prepared or it
+    /// was taken already. Blocks: call it off the cooperative pool.
+    func take() -> Result<MigrationLine, LibvirtError>? {
+        condition.lock()
+        defer { condition.unlock() }
+        guard started else { return nil }
+        while result == nil { condition.wait() }
+        defer { result = nil; started = false }
+        return result
     }
 }
 

@@ -318,6 +318,8 @@ struct FakeDomain: HypervisorDomain {
         try await lab.setMaxDowntime(name, on: host, milliseconds: milliseconds)
     }
     func abortJob() async throws { try await lab.abortJob(name, on: host) }
+    /// Nothing to open ahead in memory.
+    func prepareMigration() {}
     func migrate(to destinationURI: String, parameters: MigrationParameters, flags: MigrationFlags) async throws {
         try await lab.migrate(name, on: host, to: destinationURI, parameters: parameters, flags: flags)
     }

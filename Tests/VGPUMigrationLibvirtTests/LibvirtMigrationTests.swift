@@ -19,13 +19,17 @@ func dataPath(to address: String) -> MigrationParameters {
 
 @Suite("libvirt migration against the lab's real daemons", .serialized, .twoHostLab)
 struct LibvirtMigrationTests {
-    @Test("a running guest migrates src → dst and back; the completed job reports its statistics")
+    @Test(
+        "a running guest migrates src → dst (its connection opened ahead) and back (opened by the call); the completed job reports its statistics"
+    )
     func migrateAndBack() async throws {
         let lab = try #require(Lab.current)
         try startGuest(lab, name: "mig-idle", memoryMiB: 128)
         let source = try await LibvirtConnection.open(uri: lab.sourceURI)
         let destination = try await LibvirtConnection.open(uri: lab.destinationURI)
         let guest = try #require(try await source.lookupDomain("mig-idle"))
+        guest.prepareMigration()
+        guest.prepareMigration()
         var parameters = dataPath(to: lab.destinationAddress)
         parameters.destinationXML = try await guest.xml(migratable: true)
         try await guest.migrate(to: lab.destinationURI, parameters: parameters, flags: .standard)

@@ -21,6 +21,10 @@ package protocol HypervisorDomain: Sendable {
     /// Aborts the running job; the guest stays where it is. The migration call then throws an
     /// error whose ``HypervisorError/abortedJob`` is true.
     func abortJob() async throws
+    /// Says a migration of the domain is coming: an implementation may open ahead what the
+    /// migration call needs (libvirt: its own connection). Returns at once; changes nothing a
+    /// caller can see but the time `migrate` takes to start.
+    func prepareMigration()
     /// Migrates the domain to the hypervisor at `destinationURI`; returns when the migration ended
     /// (the domain then runs there).
     func migrate(to destinationURI: String, parameters: MigrationParameters, flags: MigrationFlags) async throws
