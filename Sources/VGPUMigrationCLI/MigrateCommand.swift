@@ -50,6 +50,8 @@ struct MigrateCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
+        // Both hosts are reached through libvirt: its library loads while the files are read.
+        LibvirtConnection.loadLibraryInBackground()
         let (policy, file) = try policies.load(policyName)
         let directory = file.deletingLastPathComponent()
         let catalog = try PolicyDirectory.boardCatalog(in: directory)
@@ -57,6 +59,10 @@ struct MigrateCommand: AsyncParsableCommand {
         let loader = try inventoryFile.factsLoader(catalog: catalog)
         let sourceHost = try InventoryAccess.host(source, in: inventory)
         let destinationHost = try InventoryAccess.host(destination, in: inventory)
+        // The hosts' facts are read while the history is opened and an earlier migration of the
+        // VM is settled; they are the hosts' own, whatever that settling does to the VM.
+        async let loadingSource = loader.load(sourceHost)
+        async let loadingDestination = loader.load(destinationHost)
         let store = try await database.open()
         // A migration of this VM abandoned by a coordinator that stopped is settled first.
         let display = ProgressDisplay(json: json)
@@ -72,8 +78,6 @@ struct MigrateCommand: AsyncParsableCommand {
                 remedy: "run 'vgpu-migrate reconcile' once \(unsettled.source) and \(unsettled.destination) answer",
                 exitCode: CommandFailure.unreachable)
         }
-        async let loadingSource = loader.load(sourceHost)
-        async let loadingDestination = loader.load(destinationHost)
         let (sourceFacts, destinationFacts) = try await (loadingSource, loadingDestination)
         let agent =
             destinationHost.agentURL == nil

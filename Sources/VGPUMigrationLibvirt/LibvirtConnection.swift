@@ -30,6 +30,13 @@ package final class LibvirtConnection: @unchecked Sendable {
     }
 
     /// Opens `uri` (`qemu:///system`, `qemu+tcp://host/system`, `test:///default`, ...).
+    /// Loads and initializes libvirt's client library in the background, for a command that is
+    /// about to connect: its other start-up work then overlaps the library's (libvirt and its
+    /// fifty-odd libraries take several milliseconds to load and relocate).
+    package static func loadLibraryInBackground() {
+        LibvirtLibrary.prepareInBackground()
+    }
+
     package static func open(uri: String, readOnly: Bool = false) async throws -> LibvirtConnection {
         let queue = DispatchQueue(label: "vgpu-migrate.libvirt.\(uri)")
         return try await run(on: queue) { () throws(LibvirtError) -> LibvirtConnection in

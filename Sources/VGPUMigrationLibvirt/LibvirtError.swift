@@ -61,6 +61,14 @@ enum LibvirtLibrary {
     static func ensureInitialized() throws(LibvirtError) {
         try setUp.get()
     }
+
+    /// Starts the set-up on a thread of its own and returns at once; the first connection then
+    /// finds it done or waits for the rest of it.
+    static func prepareInBackground() {
+        let thread = Thread { _ = setUp }
+        thread.name = "vgpu-migrate.libvirt-setup"
+        thread.start()
+    }
 }
 
 /// A version libvirt encodes as major * 1,000,000 + minor * 1,000 + micro.
