@@ -220,12 +220,18 @@ struct MigrateInLabTests {
     }
 
     @Test(
-        "reconcile of a migration whose VM already runs on the destination: completed, reservation committed, device kept"
-    )
-    func reconcileCommits() async throws {
+        "reconcile of a migration whose VM already runs on the destination: completed, reservation committed, device kept",
+        arguments: [
+            // Stopped while the job ran, or after the switchover with the commit intended but not
+            // done: what a vGPU VM's coordinator killed in completing leaves behind.
+            (MigrationState.migrating, [Intent.Action.reserve, .startMigration]),
+            (.completing, [.reserve, .startMigration, .commit]),
+        ])
+    func reconcileCommits(state: MigrationState, intents: [Intent.Action]) async throws {
         let lab = try #require(Lab.current)
         let directory = try temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: directory) }
+        defer { lab.removeGuest("e2e-moved") }
         try startLabGuest(lab, name: "e2e-moved", memoryMiB: 256)
         let (agent, url, tree) = try startAgent(fixture: "t4-b", in: directory)
         defer { agent.stop() }
@@ -240,7 +246,7 @@ struct MigrateInLabTests {
             ])
         #expect(moved.status == 0, "\(moved.standardOutput)\(moved.standardError)")
         let store = try SQLiteHistoryStore(path: database)
-        let record = try abandoned(vm: "e2e-moved", state: .migrating, intents: [.reserve, .startMigration])
+        let record = try abandoned(vm: "e2e-moved", state: state, intents: intents)
         let reservation = try await beginWithReservation(record, in: store, agent: url)
         let client = operatorClient(url)
 
