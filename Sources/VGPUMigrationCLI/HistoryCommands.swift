@@ -186,6 +186,20 @@ enum HistoryText {
         }
     }
 
+    /// `transfer rate mean 250 MiB/s, peak 310 MiB/s; dirty rate peak 180 MiB/s; 4 passes; least
+    /// left 12 MiB`, with what the samples reported.
+    static func summary(_ summary: JobSampleSummary) -> String {
+        var parts: [String] = []
+        if let peak = summary.peakMemoryBytesPerSecond, let mean = summary.meanMemoryBytesPerSecond {
+            parts.append("transfer rate mean \(Int(mean) >> 20) MiB/s, peak \(peak >> 20) MiB/s")
+        }
+        // libvirt gives the dirty rate in pages: 4 KiB on x86, as the progress line takes them.
+        if let dirty = summary.peakDirtyPagesPerSecond { parts.append("dirty rate peak \((dirty * 4096) >> 20) MiB/s") }
+        if let passes = summary.passes { parts.append(passes == 1 ? "1 pass" : "\(passes) passes") }
+        if let least = summary.leastRemainingBytes { parts.append("least left \(least >> 20) MiB") }
+        return parts.isEmpty ? "no statistics in them" : parts.joined(separator: "; ")
+    }
+
     /// ` (key=value, ...)`, or nothing for no details.
     static func details(_ details: [String: String]) -> String {
         details.isEmpty
@@ -304,7 +318,9 @@ enum HistoryText {
             out += "\n"
         }
         if record.sampleCount > 0 {
-            out += "  \(record.sampleCount) job samples taken (\(record.samples.count) kept)\n"
+            out += "  \(record.sampleCount) job samples taken (\(record.samples.count) kept)"
+            out += record.sampleSummary.map { ": " + summary($0) } ?? ""
+            out += "\n"
         }
         if !record.findings.isEmpty {
             out += "\nPre-flight findings:\n"

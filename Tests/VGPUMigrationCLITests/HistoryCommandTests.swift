@@ -40,6 +40,13 @@ func historyDatabase(in directory: URL) async throws -> (path: String, records: 
                 DowntimeStep(
                     time: at.addingTimeInterval(8), milliseconds: 1200,
                     reason: "adaptive: remaining 240 MiB at 200 MiB/s"))
+            for (second, rate, remaining) in [(5.0, 180, 2048), (10, 220, 240)] {
+                record.record(
+                    sample: JobSample(
+                        time: at.addingTimeInterval(second), elapsedMilliseconds: UInt64(second * 1000) - 3000,
+                        dataRemainingBytes: UInt64(remaining) << 20, memoryBytesPerSecond: UInt64(rate) << 20,
+                        dirtyPagesPerSecond: 25_600, iteration: second < 8 ? 1 : 3))
+            }
             if outcome == .completed {
                 record.finalStats = JobSample(
                     time: at.addingTimeInterval(20), elapsedMilliseconds: 17_000, dataProcessedBytes: 8 << 30,
@@ -114,6 +121,10 @@ struct HistoryCommandTests {
         #expect(text.contains("completing → completed: reservation committed, source vGPU released"))
         #expect(text.contains("1200 ms: adaptive: remaining 240 MiB at 200 MiB/s"))
         #expect(text.contains("downtime 840 ms, data processed 8192 MiB, iterations 5"))
+        #expect(
+            text.contains(
+                "  2 job samples taken (2 kept): transfer rate mean 200 MiB/s, peak 220 MiB/s; dirty rate peak 100 MiB/s;"
+                    + " 3 passes; least left 240 MiB\n"), "\(text)")
         #expect(text.contains("PASS  driver.version"))
         #expect(text.contains("Reservation 22222222-0000-4000-8000-000000000000 on t4-b: active"))
         let json = try ProductRunner.run("vgpu-migrate", ["show", records[1].id, "--database", path, "--json"])

@@ -18,6 +18,49 @@ package struct TransitionEvent: Sendable, Hashable, Codable {
     }
 }
 
+/// What all the job samples of a migration showed, also those the record no longer keeps:
+/// updated with every sample, so it is there while the migration runs and after it.
+package struct JobSampleSummary: Sendable, Hashable, Codable {
+    /// The highest transfer rate a sample reported.
+    package var peakMemoryBytesPerSecond: UInt64?
+    /// The mean of the transfer rates the samples reported.
+    package var meanMemoryBytesPerSecond: Double?
+    /// How many samples reported a transfer rate (the mean's weight).
+    package var rateSamples: Int
+    /// The highest dirty rate a sample reported, in pages per second.
+    package var peakDirtyPagesPerSecond: UInt64?
+    /// The highest pass over memory a sample reported.
+    package var passes: UInt64?
+    /// The least data a sample reported left to send.
+    package var leastRemainingBytes: UInt64?
+
+    package init() { rateSamples = 0 }
+
+    /// Takes `sample` in.
+    package mutating func add(_ sample: JobSample) {
+        if let rate = sample.memoryBytesPerSecond {
+            peakMemoryBytesPerSecond = max(peakMemoryBytesPerSecond ?? 0, rate)
+            rateSamples += 1
+            let mean = meanMemoryBytesPerSecond ?? 0
+            meanMemoryBytesPerSecond = mean + (Double(rate) - mean) / Double(rateSamples)
+        }
+        if let dirty = sample.dirtyPagesPerSecond { peakDirtyPagesPerSecond = max(peakDirtyPagesPerSecond ?? 0, dirty) }
+        if let pass = sample.iteration { passes = max(passes ?? 0, pass) }
+        if let remaining = sample.dataRemainingBytes {
+            leastRemainingBytes = min(leastRemainingBytes ?? .max, remaining)
+        }
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case peakMemoryBytesPerSecond = "peak_memory_bytes_per_s"
+        case meanMemoryBytesPerSecond = "mean_memory_bytes_per_s"
+        case rateSamples = "rate_samples"
+        case peakDirtyPagesPerSecond = "peak_dirty_pages_per_s"
+        case passes
+        case leastRemainingBytes = "least_remaining_bytes"
+    }
+}
+
 /// A downtime limit the coordinator set during the migration.
 package struct DowntimeStep: Sendable, Hashable, Codable {
     package var time: Date
@@ -108,10 +151,13 @@ package struct MigrationRecord: Sendable, Hashable, Codable {
     package var updatedAt: Date
     package private(set) var events: [TransitionEvent]
     package var downtimeSteps: [DowntimeStep]
-    /// The most recent job samples, at most ``sampleLimit``; older ones are summarised.
+    /// The most recent job samples, at most ``sampleLimit``; ``sampleSummary`` covers them all.
     package private(set) var samples: [JobSample]
     /// How many samples were taken in all (also those no longer kept).
     package private(set) var sampleCount: Int
+    /// What all the samples showed; nil before the first (and in records written before the
+    /// summary existed).
+    package private(set) var sampleSummary: JobSampleSummary?
     package var findings: [CompatibilityFinding]
     package var reservation: ReservationReference?
     package var intents: [Intent]
@@ -148,10 +194,13 @@ package struct MigrationRecord: Sendable, Hashable, Codable {
         updatedAt = time
     }
 
-    /// Keeps `sample`, dropping the oldest beyond ``sampleLimit``.
+    /// Keeps `sample`, dropping the oldest beyond ``sampleLimit``, and adds it to the summary.
     package mutating func record(sample: JobSample) {
         samples.append(sample)
         sampleCount += 1
+        var summary = sampleSummary ?? JobSampleSummary()
+        summary.add(sample)
+        sampleSummary = summary
         if samples.count > Self.sampleLimit { samples.removeFirst(samples.count - Self.sampleLimit) }
         updatedAt = max(updatedAt, sample.time)
     }
@@ -170,6 +219,7 @@ package struct MigrationRecord: Sendable, Hashable, Codable {
         case downtimeSteps = "downtime_steps"
         case samples
         case sampleCount = "sample_count"
+        case sampleSummary = "sample_summary"
         case findings, reservation, intents
         case finalStats = "final_stats"
     }

@@ -60,6 +60,47 @@ struct MigrationStateTests {
         #expect(record.sampleCount == MigrationRecord.sampleLimit + 50)
         #expect(record.samples.first?.elapsedMilliseconds == 50_000)
     }
+
+    @Test("the sample summary covers every sample, also those no longer kept")
+    func sampleSummary() throws {
+        var record = MigrationRecord(id: "m1", vm: "vm", source: "a", destination: "b", policy: "p", at: Self.start)
+        #expect(record.sampleSummary == nil)
+        // The peaks and the least remaining come from the first samples, which are dropped.
+        for index in 0..<(MigrationRecord.sampleLimit + 50) {
+            let early = index < 10
+            record.record(
+                sample: JobSample(
+                    time: Self.start.addingTimeInterval(Double(index)), elapsedMilliseconds: UInt64(index) * 1000,
+                    dataRemainingBytes: early ? 1 << 20 : 64 << 20, memoryBytesPerSecond: early ? 900 : 100,
+                    dirtyPagesPerSecond: early ? 50_000 : 10, iteration: early ? 7 : 2))
+        }
+        // A sample that reports nothing changes nothing but the count.
+        record.record(sample: JobSample(time: Self.start.addingTimeInterval(700), elapsedMilliseconds: 700_000))
+        let summary = try #require(record.sampleSummary)
+        #expect(record.samples.first?.memoryBytesPerSecond == 100)
+        #expect(summary.peakMemoryBytesPerSecond == 900)
+        #expect(summary.rateSamples == MigrationRecord.sampleLimit + 50)
+        let mean =
+            (10.0 * 900 + Double(MigrationRecord.sampleLimit + 40) * 100) / Double(MigrationRecord.sampleLimit + 50)
+        #expect(abs((summary.meanMemoryBytesPerSecond ?? 0) - mean) < 1e-6)
+        #expect(summary.peakDirtyPagesPerSecond == 50_000)
+        #expect(summary.passes == 7)
+        #expect(summary.leastRemainingBytes == 1 << 20)
+    }
+
+    @Test("a record written before the sample summary existed reads back without one")
+    func recordWithoutSummary() throws {
+        var record = MigrationRecord(id: "m1", vm: "vm", source: "a", destination: "b", policy: "p", at: Self.start)
+        record.record(sample: JobSample(time: Self.start, elapsedMilliseconds: 1000, memoryBytesPerSecond: 5))
+        var object = try #require(
+            try JSONSerialization.jsonObject(with: try JSONEncoder().encode(record)) as? [String: Any])
+        #expect(object["sample_summary"] != nil)
+        object["sample_summary"] = nil
+        let old = try JSONDecoder().decode(
+            MigrationRecord.self, from: try JSONSerialization.data(withJSONObject: object))
+        #expect(old.sampleSummary == nil)
+        #expect(old.sampleCount == 1)
+    }
 }
 
 @Suite("Reservation.holds")
