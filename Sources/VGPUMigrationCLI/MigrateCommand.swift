@@ -50,7 +50,7 @@ struct MigrateCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
-        // Both hosts are reached through libvirt: its library loads while the files are read.
+        // The hosts are reached through libvirt: its library loads while the files are read.
         LibvirtConnection.loadLibraryInBackground()
         let (policy, file) = try policies.load(policyName)
         let directory = file.deletingLastPathComponent()

@@ -29,7 +29,6 @@ package final class LibvirtConnection: @unchecked Sendable {
         queue.sync { _ = virConnectClose(pointer) }
     }
 
-    /// Opens `uri` (`qemu:///system`, `qemu+tcp://host/system`, `test:///default`, ...).
     /// Loads and initializes libvirt's client library in the background, for a command that is
     /// about to connect: its other start-up work then overlaps the library's (libvirt and its
     /// fifty-odd libraries take several milliseconds to load and relocate).
@@ -37,6 +36,7 @@ package final class LibvirtConnection: @unchecked Sendable {
         LibvirtLibrary.prepareInBackground()
     }
 
+    /// Opens `uri` (`qemu:///system`, `qemu+tcp://host/system`, `test:///default`, ...).
     package static func open(uri: String, readOnly: Bool = false) async throws -> LibvirtConnection {
         let queue = DispatchQueue(label: "vgpu-migrate.libvirt.\(uri)")
         return try await run(on: queue) { () throws(LibvirtError) -> LibvirtConnection in
