@@ -48,7 +48,7 @@ package final class LibvirtDomain: @unchecked Sendable {
     package let connection: LibvirtConnection
     package let name: String
     /// The connection for the migration call, when `prepareMigration` opened it ahead.
-    private let migrationLine = PreparedMigrationLine()
+    let migrationLine = PreparedMigrationLine()
 
     init(pointer: OpaquePointer, connection: LibvirtConnection, name: String) {
         self.pointer = pointer
@@ -150,9 +150,17 @@ package final class LibvirtDomain: @unchecked Sendable {
         let prepared = migrationLine
         try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
             let thread = Thread {
+                // A connection opened ahead is used; one that failed is tried once more now, as
+                // what failed then (a daemon restarting, say) may be over.
+                let opened: Result<MigrationLine, LibvirtError>
+                if case .success(let ready)? = prepared.take() {
+                    opened = .success(ready)
+                } else {
+                    opened = MigrationLine.open(uri: uri, domain: domain.value, name: name)
+                }
                 let line: MigrationLine
-                switch prepared.take() ?? MigrationLine.open(uri: uri, domain: domain.value, name: name) {
-                case .success(let opened): line = opened
+                switch opened {
+                case .success(let ready): line = ready
                 case .failure(let error):
                     continuation.resume(throwing: error)
                     return
@@ -240,6 +248,17 @@ final class PreparedMigrationLine: @unchecked Sendable {
         }
         thread.name = "vgpu-migrate.migration-connection"
         thread.start()
+    }
+
+    /// Whether the line being prepared opened (waiting for it to be tried); nil when none is
+    /// prepared. Leaves it for `take`. Blocks.
+    func opened() -> Bool? {
+        condition.lock()
+        defer { condition.unlock() }
+        guard started else { return nil }
+        while result == nil { condition.wait() }
+        if case .success = result { return true }
+        return false
     }
 
     /// The prepared line (waiting for it while it opens), or nil when none was prepared or it

@@ -50,6 +50,29 @@ struct LibvirtMigrationTests {
         #expect(try await source.lookupDomain("mig-idle")?.isActive() == true)
     }
 
+    @Test("a connection opened ahead that failed (the daemon's socket was away) is opened again by the migration")
+    func preparedConnectionFailed() async throws {
+        let lab = try #require(Lab.current)
+        try startGuest(lab, name: "mig-retry", memoryMiB: 128)
+        defer { lab.removeGuest("mig-retry") }
+        let source = try await LibvirtConnection.open(uri: lab.sourceURI)
+        let guest = try #require(try await source.lookupDomain("mig-retry"))
+        let socket = try #require(lab.sourceURI.split(separator: "socket=").last.map(String.init))
+        try FileManager.default.moveItem(atPath: socket, toPath: socket + ".away")
+        let putBack = { try FileManager.default.moveItem(atPath: socket + ".away", toPath: socket) }
+        defer { if FileManager.default.fileExists(atPath: socket + ".away") { try? putBack() } }
+        guest.prepareMigration()
+        let openedAhead = await Task.detached { guest.migrationLine.opened() }.value
+        try putBack()
+        #expect(openedAhead == false)
+
+        var parameters = dataPath(to: lab.destinationAddress)
+        parameters.destinationXML = try await guest.xml(migratable: true)
+        try await guest.migrate(to: lab.destinationURI, parameters: parameters, flags: .standard)
+        let destination = try await LibvirtConnection.open(uri: lab.destinationURI)
+        #expect(try await destination.lookupDomain("mig-retry")?.isActive() == true)
+    }
+
     @Test("migration events: each new pass over memory, then the job's end with its final statistics")
     func migrationEvents() async throws {
         let lab = try #require(Lab.current)
