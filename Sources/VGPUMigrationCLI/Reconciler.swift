@@ -82,13 +82,15 @@ struct Reconciler {
                 : watched ? "its migration job was still running and was watched to its end; " : ""
             // Right after a job ended libvirt may still be stopping the destination's copy: a VM on
             // both hosts is asked about again, every 500 ms for 5 s.
-            var whereabouts = VMWhereabouts.onBoth
-            for attempt in 0...10 where whereabouts == .onBoth {
-                if attempt > 0 { try? await Task.sleep(for: .milliseconds(500)) }
+            var whereabouts: VMWhereabouts
+            var retries = 0
+            repeat {
+                if retries > 0 { try? await Task.sleep(for: .milliseconds(500)) }
                 whereabouts = await VMWhereabouts.locate(
                     record.vm, source: source, sourceName: record.source, destination: destination,
                     destinationName: record.destination)
-            }
+                retries += 1
+            } while whereabouts == .onBoth && retries <= 10
             switch whereabouts {
             case .destinationOnly:
                 runsOnDestination = true

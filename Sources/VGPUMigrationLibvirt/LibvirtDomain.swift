@@ -152,16 +152,14 @@ package final class LibvirtDomain: @unchecked Sendable {
             let thread = Thread {
                 // A connection opened ahead is used; one that failed is tried once more now, as
                 // what failed then (a daemon restarting, say) may be over.
-                let opened: Result<MigrationLine, LibvirtError>
-                if case .success(let ready)? = prepared.take() {
-                    opened = .success(ready)
-                } else {
-                    opened = MigrationLine.open(uri: uri, domain: domain.value, name: name)
-                }
                 let line: MigrationLine
-                switch opened {
-                case .success(let ready): line = ready
-                case .failure(let error):
+                do {
+                    if case .success(let ready)? = prepared.take() {
+                        line = ready
+                    } else {
+                        line = try MigrationLine.open(uri: uri, domain: domain.value, name: name).get()
+                    }
+                } catch {
                     continuation.resume(throwing: error)
                     return
                 }
@@ -255,8 +253,7 @@ final class PreparedMigrationLine: @unchecked Sendable {
     func opened() -> Bool? {
         condition.lock()
         defer { condition.unlock() }
-        guard started else { return nil }
-        while result == nil { condition.wait() }
+        guard let result = settled() else { return nil }
         if case .success = result { return true }
         return false
     }
@@ -266,9 +263,17 @@ final class PreparedMigrationLine: @unchecked Sendable {
     func take() -> Result<MigrationLine, LibvirtError>? {
         condition.lock()
         defer { condition.unlock() }
+        guard let taken = settled() else { return nil }
+        result = nil
+        started = false
+        return taken
+    }
+
+    /// The outcome of the line being prepared, once it is tried; nil when none is. Call with
+    /// the lock held.
+    private func settled() -> Result<MigrationLine, LibvirtError>? {
         guard started else { return nil }
         while result == nil { condition.wait() }
-        defer { result = nil; started = false }
         return result
     }
 }
