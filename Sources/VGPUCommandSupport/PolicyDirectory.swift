@@ -66,23 +66,54 @@ package enum PolicyDirectory {
         }
     }
 
-    /// Loads migration policy `name` (`policies/NAME.yaml`).
-    package static func policy(named name: String, in directory: URL) throws(CommandFailure) -> CheckPolicy {
+    /// Loads migration policy `name` (`policies/NAME.yaml`), with the directory's kernel
+    /// backport table in its checks.
+    package static func migrationPolicy(named name: String, in directory: URL) throws(CommandFailure)
+        -> MigrationPolicy
+    {
         let url = directory.appendingPathComponent("\(name).yaml")
-        guard FileManager.default.fileExists(atPath: url.path), name != "gpu-boards" else {
-            let available = ((try? FileManager.default.contentsOfDirectory(atPath: directory.path)) ?? [])
-                .filter { $0.hasSuffix(".yaml") && $0 != GPUBoardCatalogFile.fileName }.map { String($0.dropLast(5)) }
-                .sorted()
+        guard FileManager.default.fileExists(atPath: url.path), !PolicyTables.isTable(name) else {
             throw CommandFailure(
                 "no policy '\(name)' in \(directory.path)",
-                remedy: "policies there: \(available.joined(separator: ", "))",
+                remedy: "policies there: \(policyNames(in: directory).joined(separator: ", "))",
                 exitCode: CommandFailure.usageOrConfiguration)
         }
+        var policy: MigrationPolicy
         do {
-            return try MigrationPolicyFile.parse(
+            policy = try MigrationPolicyFile.parseMigrationPolicy(
                 try String(contentsOf: url, encoding: .utf8), name: name, file: url.path)
         } catch let error as PolicyFileError {
             throw CommandFailure(error.description, exitCode: CommandFailure.usageOrConfiguration)
+        } catch {
+            throw CommandFailure(
+                "cannot read \(url.path): \(error.localizedDescription)", exitCode: CommandFailure.usageOrConfiguration)
+        }
+        policy.checks.kernelBackports = try kernelBackports(in: directory)
+        return policy
+    }
+
+    /// The checks of migration policy `name`, with the kernel backport table.
+    package static func policy(named name: String, in directory: URL) throws(CommandFailure) -> CheckPolicy {
+        try migrationPolicy(named: name, in: directory).checks
+    }
+
+    /// The policies in `directory` (its YAML files but the tables), sorted.
+    package static func policyNames(in directory: URL) -> [String] {
+        ((try? FileManager.default.contentsOfDirectory(atPath: directory.path)) ?? [])
+            .filter { $0.hasSuffix(".yaml") && !PolicyTables.fileNames.contains($0) }.map { String($0.dropLast(5)) }
+            .sorted()
+    }
+
+    /// The kernel backport table (`kernel-backports.yaml`); none when the directory has no such file.
+    package static func kernelBackports(in directory: URL) throws(CommandFailure) -> [KernelBackport] {
+        let url = directory.appendingPathComponent(KernelBackportsFile.fileName)
+        guard FileManager.default.fileExists(atPath: url.path) else { return [] }
+        do {
+            return try KernelBackportsFile.parse(try String(contentsOf: url, encoding: .utf8), file: url.path)
+        } catch let error as PolicyFileError {
+            throw CommandFailure(
+                error.description, remedy: "fix the kernel backport table",
+                exitCode: CommandFailure.usageOrConfiguration)
         } catch {
             throw CommandFailure(
                 "cannot read \(url.path): \(error.localizedDescription)", exitCode: CommandFailure.usageOrConfiguration)

@@ -12,15 +12,18 @@ import VGPUMigrationCore
 ///   frees it; a busy VF is `EBUSY`, a type the VF does not list as creatable is `EINVAL`;
 /// - after every change `available_instances` and `creatable_vgpu_types` are rewritten as the
 ///   driver would: an SR-IOV VF carries one vGPU, a GPU carries at most `max_instance` vGPUs of
-///   a size, and time-sliced vGPUs on one GPU share one framebuffer size.
+///   a size, and time-sliced vGPUs on one GPU share one framebuffer size;
+/// - an mdev parent of another kind (the sample driver mtty, another vendor's GPU) has one pool
+///   its types draw from in proportion to their counts on an empty parent: mtty's 24 ports make
+///   24 single-port or 12 dual-port devices, and one dual-port device leaves 22 and 11.
 package final class SysfsEmulator: SysfsIO, @unchecked Sendable {
     private let tree: DirectorySysfs
     private let catalog: GPUBoardCatalog
     private let lock = NSLock()
     /// Capacity of each mdev type on each parent when the GPU is empty (max_instance, or 1 on a VF).
-    private var emptyCapacity: [PCIAddress: [String: Int]] = [:]
+    private var emptyCapacity: [DeviceAddress: [String: Int]] = [:]
     /// Every vendor-VF type a GPU offers when empty, by GPU: id → name.
-    private var vendorTypes: [PCIAddress: [(id: Int, name: String)]] = [:]
+    private var vendorTypes: [DeviceAddress: [(id: Int, name: String)]] = [:]
 
     /// Reads the tree's current state as the starting point.
     package init(root: String, catalog: GPUBoardCatalog) throws(SysfsError) {
@@ -28,7 +31,10 @@ package final class SysfsEmulator: SysfsIO, @unchecked Sendable {
         self.catalog = catalog
         let inventory = try SysfsHostProbe(sysfs: tree, catalog: catalog).inventory()
         for gpu in inventory.gpus {
-            for function in gpu.functions where function.interface == .mdev {
+            for function in gpu.functions where function.interface == .mdev && !gpu.isNVIDIA {
+                emptyCapacity[function.address] = Self.emptyPool(function: function, vgpus: gpu.vgpus)
+            }
+            for function in gpu.functions where function.interface == .mdev && gpu.isNVIDIA {
                 var capacities: [String: Int] = [:]
                 for offer in function.offers {
                     // An empty GPU shows its empty capacity; otherwise max_instance (1 per VF).
@@ -78,7 +84,7 @@ package final class SysfsEmulator: SysfsIO, @unchecked Sendable {
         let parts = path.split(separator: "/").map(String.init)
         let value = value.trimmingXMLWhitespace()
         if parts.count == 7, parts[0...2] == ["sys", "class", "mdev_bus"], parts[4] == "mdev_supported_types",
-            parts[6] == "create", let parent = PCIAddress(parts[3])
+            parts[6] == "create", let parent = DeviceAddress(parts[3])
         {
             try createMdev(uuid: value, parent: parent, type: parts[5], path: path)
         } else if parts.count == 6, parts[0...3] == ["sys", "bus", "mdev", "devices"], parts[5] == "remove" {
@@ -95,7 +101,7 @@ package final class SysfsEmulator: SysfsIO, @unchecked Sendable {
 
     // MARK: Writes
 
-    private func createMdev(uuid text: String, parent: PCIAddress, type: String, path: String) throws(SysfsError) {
+    private func createMdev(uuid text: String, parent: DeviceAddress, type: String, path: String) throws(SysfsError) {
         guard let uuid = canonicalUUID(text) else { throw error(path, EINVAL) }
         let typeDirectory = "sys/class/mdev_bus/\(parent)/mdev_supported_types/\(type)"
         guard try tree.listDirectory(typeDirectory) != nil else { throw error(path, ENOENT) }
@@ -145,6 +151,15 @@ package final class SysfsEmulator: SysfsIO, @unchecked Sendable {
             let maxInstances = { (id: String) in gpu.capacity(ofType: id)?.maxInstances ?? Int.max }
             for function in gpu.functions {
                 switch function.interface {
+                case .mdev where !gpu.isNVIDIA:
+                    let empty = emptyCapacity[function.address] ?? [:]
+                    let carried = gpu.vgpus.filter { $0.function == function.address }
+                    for (type, available) in Self.poolAvailability(empty: empty, carried: carried.map(\.typeID)) {
+                        try make(
+                            file:
+                                "sys/class/mdev_bus/\(function.address)/mdev_supported_types/\(type)/available_instances",
+                            contents: "\(available)\n")
+                    }
                 case .mdev:
                     let carried = gpu.vgpus.filter { $0.function == function.address }.count
                     for (type, empty) in emptyCapacity[function.address] ?? [:] {
@@ -176,6 +191,38 @@ package final class SysfsEmulator: SysfsIO, @unchecked Sendable {
                 }
             }
         }
+    }
+
+    // MARK: Parents of other kinds: one shared pool
+
+    /// Each type's count on the empty parent, from what it shows now: every device of type u
+    /// takes 1/E(u) of the pool, and A(t) = E(t) × the share left, so the share left is
+    /// 1 / (1 + Σ devices of u / A(u)).
+    static func emptyPool(function: VGPUFunction, vgpus: [ExistingVGPU]) -> [String: Int] {
+        let carried = vgpus.filter { $0.function == function.address }
+        let available = Dictionary(function.offers.map { ($0.typeID, $0.availableInstances) }) { a, _ in a }
+        var consumed = 0.0
+        for vgpu in carried {
+            guard let count = available[vgpu.typeID], count > 0 else {
+                // A type that is used up says nothing of the pool: count what is there.
+                return Dictionary(
+                    function.offers.map { offer in
+                        (offer.typeID, offer.availableInstances + carried.filter { $0.typeID == offer.typeID }.count)
+                    }
+                ) { a, _ in a }
+            }
+            consumed += 1 / Double(count)
+        }
+        let left = 1 / (1 + consumed)
+        return available.mapValues { Int((Double($0) / left).rounded()) }
+    }
+
+    /// What each type can still make when devices of `carried` types exist.
+    static func poolAvailability(empty: [String: Int], carried: [String]) -> [String: Int] {
+        func gcd(_ a: Int, _ b: Int) -> Int { b == 0 ? a : gcd(b, a % b) }
+        let units = empty.values.filter { $0 > 0 }.reduce(1) { $0 / gcd($0, $1) * $1 }
+        let used = carried.reduce(0) { sum, type in sum + (empty[type].map { $0 > 0 ? units / $0 : units } ?? 0) }
+        return empty.mapValues { count in count > 0 ? max(0, units - used) / (units / count) : 0 }
     }
 
     // MARK: Files

@@ -2,8 +2,10 @@ import VGPUMigrationCore
 
 /// Reads a host's vGPU facts from sysfs and procfs through ``SysfsIO``.
 ///
-/// - mdev: parents under `sys/class/mdev_bus`, their `mdev_supported_types`, and the mdevs
-///   under `sys/bus/mdev/devices` (parent and `mdev_type` from their links);
+/// - mdev: parents under `sys/class/mdev_bus` (PCI functions, or parents of other kinds named
+///   as the kernel lists them, such as the sample driver mtty's `mtty`), their
+///   `mdev_supported_types`, and the mdevs under `sys/bus/mdev/devices` (parent and `mdev_type`
+///   from their links);
 /// - NVIDIA vendor-specific VFIO: `sys/bus/pci/devices/<VF>/nvidia/{creatable_vgpu_types,current_vgpu_type}`;
 /// - SR-IOV: a function's `physfn` link names its physical GPU;
 /// - driver: `sys/module/nvidia/version`, else the `NVRM version:` line of
@@ -31,9 +33,11 @@ package struct SysfsHostProbe: Sendable {
 
         let parents = try sysfs.listDirectory(Self.mdevBus) ?? []
         for name in parents {
-            guard let address = PCIAddress(name) else {
+            guard let address = DeviceAddress(name) else {
                 diagnostics.append(
-                    Diagnostic(.note, "mdev parent '\(name)' is not a PCI device; it is not a GPU and is skipped"))
+                    Diagnostic(
+                        .warning, "mdev parent '\(name)' has a name this tool does not use in a path; it is skipped",
+                        remedy: "report the driver that makes it"))
                 continue
             }
             functions.append(try mdevParent(address, directory: "\(Self.mdevBus)/\(name)"))
@@ -41,7 +45,7 @@ package struct SysfsHostProbe: Sendable {
         let mdevParents = Set(functions.map(\.address))
 
         for name in try sysfs.listDirectory(Self.pciDevices) ?? [] {
-            guard let address = PCIAddress(name), !mdevParents.contains(address) else { continue }
+            guard let address = PCIAddress(name), !mdevParents.contains(.pci(address)) else { continue }
             let directory = "\(Self.pciDevices)/\(name)"
             guard let entries = try sysfs.listDirectory("\(directory)/nvidia"),
                 entries.contains("creatable_vgpu_types") || entries.contains("current_vgpu_type")
@@ -80,7 +84,9 @@ package struct SysfsHostProbe: Sendable {
                     remedy: "the pre-flight check compares it with the 5.18.0 minimum"))
         }
         let driver = try driverVersion()
-        if driver == nil {
+        // Hosts whose mediated devices are all of other kinds (mtty, another vendor's GPU) have
+        // no NVIDIA driver to report.
+        if driver == nil && (built.gpus.isEmpty || built.gpus.contains(where: \.isNVIDIA)) {
             diagnostics.append(
                 Diagnostic(
                     .warning,
@@ -97,9 +103,10 @@ package struct SysfsHostProbe: Sendable {
 
     // MARK: mdev
 
-    private func mdevParent(_ address: PCIAddress, directory: String) throws(SysfsError) -> ObservedFunction {
+    private func mdevParent(_ address: DeviceAddress, directory: String) throws(SysfsError) -> ObservedFunction {
         var types: [(info: VGPUTypeInfo, available: Int)] = []
         let typesDirectory = "\(directory)/mdev_supported_types"
+        let pci = try pciIdentity(directory: directory)
         for typeID in try sysfs.listDirectory(typesDirectory) ?? [] {
             let typeDirectory = "\(typesDirectory)/\(typeID)"
             let available = try requiredCount("\(typeDirectory)/available_instances")
@@ -110,30 +117,35 @@ package struct SysfsHostProbe: Sendable {
                 do {
                     description = try MdevTypeDescription(parsing: text)
                 } catch {
-                    throw SysfsError(path: path("\(typeDirectory)/description"), message: error.message)
+                    // NVIDIA's driver always writes key=value pairs; other drivers write
+                    // descriptions of their own (or none), which carry nothing this tool uses.
+                    if pci?.vendor == PCIIdentity.nvidiaVendorID || typeID.hasPrefix("nvidia-") {
+                        throw SysfsError(path: path("\(typeDirectory)/description"), message: error.message)
+                    }
                 }
             }
             types.append(
                 (VGPUTypeInfo(id: typeID, name: name, description: description, deviceAPI: deviceAPI), available))
         }
         return ObservedFunction(
-            address: address, pci: try pciIdentity(directory: directory),
-            physicalFunction: try physicalFunction(directory: directory), interface: .mdev, types: types)
+            address: address, pci: pci, physicalFunction: try physicalFunction(directory: directory), interface: .mdev,
+            types: types)
     }
 
-    private func mdevDevice(_ name: String, knownParents: Set<PCIAddress>) throws(SysfsError) -> ExistingVGPU {
+    private func mdevDevice(_ name: String, knownParents: Set<DeviceAddress>) throws(SysfsError) -> ExistingVGPU {
         let directory = "\(Self.mdevDevices)/\(name)"
         guard let uuid = canonicalUUID(name) else {
             throw SysfsError(path: path(directory), message: "an mdev device must be named by its UUID")
         }
         // The device entry links into its parent's directory: .../<parent>/<uuid>.
-        var parent: PCIAddress?
+        var parent: DeviceAddress?
         if let target = try sysfs.readLink(directory) {
             let components = target.split(separator: "/")
-            if components.count >= 2 { parent = PCIAddress(components[components.count - 2]) }
+            if components.count >= 2 { parent = DeviceAddress(components[components.count - 2]) }
             if parent == nil {
                 throw SysfsError(
-                    path: path(directory), message: "links to '\(target)', whose parent is not a PCI device")
+                    path: path(directory),
+                    message: "links to '\(target)', whose parent is neither a PCI device nor a named mdev parent")
             }
         } else {
             for candidate in knownParents.sorted() {
@@ -176,11 +188,12 @@ package struct SysfsHostProbe: Sendable {
             types = listed.map { (VGPUTypeInfo(id: String($0.id), name: $0.name), currentID == nil ? 1 : 0) }
         }
         let function = ObservedFunction(
-            address: address, pci: try pciIdentity(directory: directory),
+            address: .pci(address), pci: try pciIdentity(directory: directory),
             physicalFunction: try physicalFunction(directory: directory), interface: .vendorVFIO, types: types,
             currentVGPUTypeID: currentID)
         let vgpu = currentID.map {
-            ExistingVGPU(id: address.description, interface: .vendorVFIO, typeID: $0, typeName: nil, function: address)
+            ExistingVGPU(
+                id: address.description, interface: .vendorVFIO, typeID: $0, typeName: nil, function: .pci(address))
         }
         return (function, vgpu)
     }

@@ -48,7 +48,7 @@ package struct VGPUAllocator: Sendable {
             let capacity = gpu.capacity(ofType: typeID)!
             var free = capacity.free
             if let limit = maxInstances[typeID] { free = min(free, max(0, limit - capacity.used)) }
-            var takenFunctions = Set<PCIAddress>()
+            var takenFunctions = Set<DeviceAddress>()
             while free > 0 && planned.count < count {
                 let function: VGPUFunction?
                 if gpu.sriov || gpu.interface == .vendorVFIO {

@@ -76,13 +76,19 @@ package enum InventoryReport {
         out += "Host \(inventory.hostname ?? "(name unknown)")  (\(sourceText))\n"
         var facts: [String] = []
         facts.append("kernel \(inventory.kernelRelease ?? "unknown")")
-        facts.append("NVIDIA driver \(inventory.nvidiaDriverVersion ?? "unknown")")
+        if inventory.nvidiaDriverVersion != nil || inventory.gpus.isEmpty || inventory.gpus.contains(where: \.isNVIDIA)
+        {
+            facts.append("NVIDIA driver \(inventory.nvidiaDriverVersion ?? "unknown")")
+        }
         if let libvirt = inventory.libvirtVersion { facts.append("libvirt \(libvirt)") }
         if let hypervisor = inventory.hypervisorVersion { facts.append("hypervisor \(hypervisor)") }
         out += "  " + facts.joined(separator: "   ") + "\n"
         if inventory.gpus.isEmpty { out += "\nNo vGPU-capable GPU found.\n" }
 
-        for gpu in inventory.gpus {
+        for gpu in inventory.gpus where !gpu.isNVIDIA {
+            out += otherParentText(gpu)
+        }
+        for gpu in inventory.gpus where gpu.isNVIDIA {
             out += "\nGPU \(gpu.address)  "
             if let board = gpu.board {
                 out += "\(board.marketingName) [\(board.name)], \(board.architecture.name), "
@@ -128,6 +134,31 @@ package enum InventoryReport {
         if !inventory.diagnostics.isEmpty {
             out += "\n"
             for diagnostic in inventory.diagnostics { out += diagnostic.description + "\n" }
+        }
+        return out
+    }
+
+    /// A mediated-device parent that is not an NVIDIA GPU: its types with what the kernel
+    /// reports (name, device API, available instances) and its devices.
+    private static func otherParentText(_ gpu: PhysicalGPU) -> String {
+        var out = "\nmdev parent \(gpu.address)  "
+        if let pci = gpu.pci {
+            out += String(format: "PCI device %04x:%04x", pci.vendor, pci.device)
+        } else {
+            out += "not a PCI device"
+        }
+        out += ", not an NVIDIA GPU; \(gpu.vgpus.count) mdev\(gpu.vgpus.count == 1 ? "" : "s") in use\n"
+        var rows: [[String]] = [["TYPE", "NAME", "API", "USED", "FREE", "NOTE"]]
+        for capacity in gpu.vgpuTypes {
+            rows.append([
+                capacity.type.id, capacity.type.name ?? "?", capacity.type.deviceAPI ?? "?", String(capacity.used),
+                String(capacity.free), capacity.free == 0 ? shortReason(capacity.blockedBy) : "",
+            ])
+        }
+        out += table(rows, rightAligned: [3, 4], indent: "  ")
+        if !gpu.vgpus.isEmpty {
+            out += "  mdevs:\n"
+            for vgpu in gpu.vgpus { out += "    \(vgpu.id)  \(vgpu.typeName ?? "?") (\(vgpu.typeID))\n" }
         }
         return out
     }

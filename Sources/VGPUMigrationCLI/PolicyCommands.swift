@@ -19,24 +19,14 @@ struct PolicyDirectoryOption: ParsableArguments {
 
     func load(_ name: String) throws(CommandFailure) -> (MigrationPolicy, URL) {
         let directory = try PolicyDirectory.locate(explicit: policies)
-        _ = try PolicyDirectory.policy(named: name, in: directory)  // existence and the checks section
-        let url = directory.appendingPathComponent("\(name).yaml")
-        do {
-            let text = try String(contentsOf: url, encoding: .utf8)
-            return (try MigrationPolicyFile.parseMigrationPolicy(text, name: name, file: url.path), url)
-        } catch let error as PolicyFileError {
-            throw CommandFailure(error.description, exitCode: CommandFailure.usageOrConfiguration)
-        } catch {
-            throw CommandFailure(
-                "cannot read \(url.path): \(error.localizedDescription)", exitCode: CommandFailure.usageOrConfiguration)
-        }
+        return (
+            try PolicyDirectory.migrationPolicy(named: name, in: directory),
+            directory.appendingPathComponent("\(name).yaml")
+        )
     }
 
     func names() throws(CommandFailure) -> [String] {
-        let directory = try PolicyDirectory.locate(explicit: policies)
-        return ((try? FileManager.default.contentsOfDirectory(atPath: directory.path)) ?? [])
-            .filter { $0.hasSuffix(".yaml") && $0 != GPUBoardCatalogFile.fileName }.map { String($0.dropLast(5)) }
-            .sorted()
+        PolicyDirectory.policyNames(in: try PolicyDirectory.locate(explicit: policies))
     }
 }
 

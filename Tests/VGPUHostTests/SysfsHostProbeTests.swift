@@ -29,7 +29,7 @@ struct SysfsHostProbeFixtureTests {
         #expect(host.hostname == "gpu-t4-a")
         #expect(host.diagnostics.isEmpty, "\(host.diagnostics)")
         let gpu = try #require(host.gpus.only)
-        #expect(gpu.address == PCIAddress("0000:3b:00.0"))
+        #expect(gpu.address == DeviceAddress("0000:3b:00.0"))
         #expect(gpu.board?.name == "T4")
         #expect(gpu.board?.architecture.dirtyPageTracking == false)
         #expect(gpu.interface == .mdev)
@@ -46,7 +46,7 @@ struct SysfsHostProbeFixtureTests {
             gpu.vgpus == [
                 ExistingVGPU(
                     id: "5b1f0a7c-3e2d-4c1b-8a9f-6e5d4c3b2a10", interface: .mdev, typeID: "nvidia-232",
-                    typeName: "GRID T4-4Q", function: PCIAddress("0000:3b:00.0")!)
+                    typeName: "GRID T4-4Q", function: DeviceAddress("0000:3b:00.0")!)
             ])
     }
 
@@ -72,7 +72,7 @@ struct SysfsHostProbeFixtureTests {
     func a100() throws {
         let host = try fixtureHost("a100-40gb")
         let gpu = try #require(host.gpus.only)
-        #expect(gpu.address == PCIAddress("0000:ca:00.0"))
+        #expect(gpu.address == DeviceAddress("0000:ca:00.0"))
         #expect(gpu.sriov)
         #expect(gpu.physicalFunctionVisible)
         #expect(gpu.functions.count == 16)
@@ -87,7 +87,7 @@ struct SysfsHostProbeFixtureTests {
         let c20 = try #require(gpu.capacity(ofType: "nvidia-472"))
         #expect((c20.free, c20.used, c20.maxInstances) == (1, 1, 2))
         #expect(gpu.capacity(ofType: "nvidia-471")?.free == 0)
-        #expect(gpu.vgpus.map(\.function) == [PCIAddress("0000:ca:00.4")!])
+        #expect(gpu.vgpus.map(\.function) == [DeviceAddress("0000:ca:00.4")!])
     }
 
     @Test("L40S with vendor-specific VFs: two L40S-8Q in use, four more fit")
@@ -119,7 +119,7 @@ struct SysfsHostProbeFixtureTests {
     func harvesterCapture() throws {
         let host = try fixtureHost("harvester-a2-l40s")
         #expect(host.gpus.count == 2)
-        let a2 = try #require(host.gpu(containing: PCIAddress("0000:08:01.7")!))
+        let a2 = try #require(host.gpu(containing: DeviceAddress("0000:08:01.7")!))
         #expect(a2.vgpuTypes.count == 15)
         #expect(a2.board?.name == "A2")
         #expect(a2.interface == .mdev)
@@ -127,7 +127,7 @@ struct SysfsHostProbeFixtureTests {
         #expect(available == ["nvidia-746", "nvidia-751", "nvidia-754"])
         #expect(a2.capacity(ofType: "nvidia-748")?.maxInstances == 1)
         #expect(a2.capacity(ofType: "nvidia-742")?.type.framebufferMiB == 1024)
-        let l40s = try #require(host.gpu(containing: PCIAddress("0000:26:00.4")!))
+        let l40s = try #require(host.gpu(containing: DeviceAddress("0000:26:00.4")!))
         #expect(l40s.interface == .vendorVFIO)
         #expect(l40s.vgpuTypes.count == 23)
         #expect(l40s.board?.name == "L40S")

@@ -32,7 +32,7 @@ func historyDatabase(in directory: URL) async throws -> (path: String, records: 
                 devices: [
                     ReservedDevice(
                         id: "5b1f0a7c-3e2d-4c1b-8a9f-6e5d4c3b2a10", interface: .mdev, typeID: "nvidia-232",
-                        function: PCIAddress("0000:3b:00.0")!, gpu: PCIAddress("0000:3b:00.0")!)
+                        function: DeviceAddress("0000:3b:00.0")!, gpu: DeviceAddress("0000:3b:00.0")!)
                 ],
                 state: .active)
             try record.transition(to: .migrating, reason: "reserved 1 vGPU", at: at.addingTimeInterval(3))

@@ -212,7 +212,7 @@ struct MigrateInLabTests {
         let reservation = try #require(record.reservation)
         #expect(reservation.state == .released)
         #expect(reservation.devices.map(\.typeID) == ["nvidia-232"])
-        #expect(reservation.devices.first?.function == PCIAddress("0000:3b:00.0"))
+        #expect(reservation.devices.first?.function == DeviceAddress("0000:3b:00.0"))
         let devices =
             mdevs(in: tree)
         #expect(devices.isEmpty)

@@ -27,6 +27,9 @@ package struct CheckPolicy: Sendable, Hashable {
     package var assumedDirtyRateMiBPerSecond: Double
     /// Link bandwidth assumed when the inventory gives none, in MiB/s.
     package var defaultBandwidthMiBPerSecond: Double
+    /// Distribution kernels below `minimumKernel` that carry VFIO live migration
+    /// (`policies/kernel-backports.yaml`); any other kernel below it fails.
+    package var kernelBackports: [KernelBackport] = []
 
     /// Nova's minimums for vGPU live migration and conservative defaults.
     package static let defaults = CheckPolicy(

@@ -1,10 +1,14 @@
 /// One result of the pre-flight check: which check, how it came out, why, and what to do.
 package struct CompatibilityFinding: Sendable, Hashable, Codable {
     package enum Severity: String, Sendable, Hashable, Codable, Comparable {
+        /// The check does not apply to this VM (an NVIDIA-only rule, and the VM's mediated
+        /// devices are of another kind); the message says why.
+        case notApplicable = "n/a"
         case pass, warn, fail
 
         private var rank: Int {
             switch self {
+            case .notApplicable: -1
             case .pass: 0
             case .warn: 1
             case .fail: 2
@@ -52,7 +56,7 @@ package struct CompatibilityReport: Sendable, Hashable, Codable {
 
     /// `fail` if any check fails, else `warn` if any warns, else `pass`.
     package var verdict: CompatibilityFinding.Severity {
-        findings.map(\.severity).max() ?? .pass
+        max(findings.map(\.severity).max() ?? .pass, .pass)
     }
 
     /// True when nothing fails.

@@ -59,7 +59,8 @@ package enum CompatibilityRules {
             let vgpus = domain.vgpus(on: subject.source)
             let hasVGPU = !vgpus.isEmpty
             findings += vgpuChecks(subject, vgpus: vgpus)
-            findings += versionChecks(subject, hasVGPU: hasVGPU, policy: policy)
+            findings += versionChecks(
+                subject, hasVGPU: hasVGPU, hasNVIDIAVGPU: vgpus.contains { isNVIDIA($0, subject) }, policy: policy)
             findings.append(postCopy(hasVGPU: hasVGPU, policy: policy))
             findings.append(memory(subject, domain: domain))
             findings.append(cpu(subject))
@@ -114,6 +115,26 @@ package enum CompatibilityRules {
 
     // MARK: vGPUs
 
+    /// Whether the NVIDIA rules apply to `vgpu`: its device is an NVIDIA GPU, or the source does
+    /// not show it (then nothing says they do not).
+    static func isNVIDIA(_ vgpu: GuestVGPU, _ subject: CheckSubject) -> Bool {
+        vgpu.gpuAddress.flatMap { subject.source.gpu(containing: $0) }?.isNVIDIA ?? true
+    }
+
+    /// `GPU 0000:3b:00.0`, or `mdev parent mtty` for a device that is not an NVIDIA GPU.
+    static func deviceLabel(_ gpu: PhysicalGPU) -> String {
+        gpu.isNVIDIA ? "GPU \(gpu.address)" : "mdev parent \(gpu.address)"
+    }
+
+    /// `Dual port serial (mtty-2) on mtty`, for the findings that say an NVIDIA rule does not apply.
+    static func otherDevices(_ vgpus: [GuestVGPU]) -> String {
+        vgpus.map { vgpu in
+            let type = vgpu.hostVGPU.map { host in "\(vgpu.type?.name ?? host.typeName ?? host.typeID) (\(host.typeID))"
+            }
+            return (type ?? vgpu.source.description) + (vgpu.gpuAddress.map { " on \($0)" } ?? "")
+        }.joined(separator: ", ")
+    }
+
     static func vgpuChecks(_ subject: CheckSubject, vgpus: [GuestVGPU]) -> [CompatibilityFinding] {
         guard !vgpus.isEmpty else {
             return [CompatibilityFinding("vgpu.type-offered", .pass, "the VM has no vGPU")]
@@ -130,16 +151,32 @@ package enum CompatibilityRules {
                 continue
             }
             let name = vgpu.type?.name ?? hostVGPU.typeName ?? hostVGPU.typeID
+            let nvidia = isNVIDIA(vgpu, subject)
             let sourceBoard = vgpu.gpuAddress.flatMap { subject.source.gpu(containing: $0)?.board }
             let offering = subject.destination.gpus.filter { gpu in
                 gpu.interface == hostVGPU.interface && gpu.capacity(ofType: hostVGPU.typeID) != nil
+                    && gpu.isNVIDIA == nvidia
             }
             if offering.isEmpty {
                 findings.append(
                     CompatibilityFinding(
                         "vgpu.type-offered", .fail,
-                        "\(subject.destinationName) offers no vGPU type \(hostVGPU.typeID) (\(name)) for the VM's \(vgpu.source)",
-                        remedy: "migrate to a host with the same GPU board and vGPU type"))
+                        "\(subject.destinationName) offers no \(nvidia ? "vGPU" : "mdev") type \(hostVGPU.typeID) (\(name)) for the VM's \(vgpu.source)",
+                        remedy: nvidia
+                            ? "migrate to a host with the same GPU board and vGPU type"
+                            : "migrate to a host whose driver offers mdev type \(hostVGPU.typeID) (load the same driver there)"
+                    ))
+                continue
+            }
+            if !nvidia {
+                // Another kind of mediated device: the same mdev type of the same driver is the
+                // match; NVIDIA's board rules do not apply (gpu.board says so).
+                findings.append(
+                    CompatibilityFinding(
+                        "vgpu.type-offered", .pass,
+                        "\(name) (\(hostVGPU.typeID)) is offered on \(subject.destinationName) \(offering.map(deviceLabel).joined(separator: ", "))"
+                    ))
+                needed["\(hostVGPU.interface.rawValue)/\(hostVGPU.typeID)", default: (0, name, nil)].count += 1
                 continue
             }
             let sameBoard = offering.filter { $0.board?.name == sourceBoard?.name }
@@ -173,7 +210,7 @@ package enum CompatibilityRules {
             } else {
                 let reasons = gpus.compactMap { gpu in
                     gpu.capacity(ofType: typeID).flatMap { c in
-                        c.free == 0 ? "GPU \(gpu.address): \(c.blockedBy ?? "full")" : nil
+                        c.free == 0 ? "\(deviceLabel(gpu)): \(c.blockedBy ?? "full")" : nil
                     }
                 }
                 findings.append(
@@ -193,8 +230,18 @@ package enum CompatibilityRules {
     /// H100/H200/H800, nor between 80 GB PCIe and 94 GB NVL variants.
     static func boardPairs(_ subject: CheckSubject, vgpus: [GuestVGPU]) -> [CompatibilityFinding] {
         var findings: [CompatibilityFinding] = []
+        let others = vgpus.filter { vgpu in vgpu.hostVGPU != nil && !isNVIDIA(vgpu, subject) }
+        if !others.isEmpty {
+            findings.append(
+                CompatibilityFinding(
+                    "gpu.board", .notApplicable,
+                    "\(otherDevices(others)) \(others.count == 1 ? "is not an NVIDIA vGPU" : "are not NVIDIA vGPUs"): NVIDIA's board rules do not apply"
+                ))
+        }
         let sourceBoards = Set(
-            vgpus.compactMap { $0.gpuAddress.flatMap { subject.source.gpu(containing: $0)?.board?.name } })
+            vgpus.filter { isNVIDIA($0, subject) }.compactMap {
+                $0.gpuAddress.flatMap { subject.source.gpu(containing: $0)?.board?.name }
+            })
         let destinationBoards = Set(subject.destination.gpus.compactMap(\.board?.name))
         for board in sourceBoards.sorted() {
             if destinationBoards.contains(board) {
@@ -227,7 +274,9 @@ package enum CompatibilityRules {
         return findings
     }
 
-    static func versionChecks(_ subject: CheckSubject, hasVGPU: Bool, policy: CheckPolicy) -> [CompatibilityFinding] {
+    static func versionChecks(_ subject: CheckSubject, hasVGPU: Bool, hasNVIDIAVGPU: Bool, policy: CheckPolicy)
+        -> [CompatibilityFinding]
+    {
         guard hasVGPU else {
             return [
                 CompatibilityFinding(
@@ -254,12 +303,23 @@ package enum CompatibilityRules {
                                 : "give the host a libvirt URI in the inventory"))
                     continue
                 }
-                if version < check.minimum {
+                if version < check.minimum, check.id == "versions.kernel",
+                    let backport = policy.kernelBackports.first(where: { $0.matches(text) })
+                {
+                    findings.append(
+                        CompatibilityFinding(
+                            check.id, .pass,
+                            "kernel \(text) on \(name) is below \(check.minimum) but is a \(backport.name) kernel (\(backport.oldestRelease) or later), which carries VFIO live migration"
+                        ))
+                } else if version < check.minimum {
                     findings.append(
                         CompatibilityFinding(
                             check.id, .fail,
-                            "\(check.label) \(version) on \(name) is below \(check.minimum), the minimum for vGPU live migration",
-                            remedy: "\(check.hint) on \(name) to \(check.minimum) or later"))
+                            "\(check.label) \(check.id == "versions.kernel" ? text : version.description) on \(name) is below \(check.minimum), the minimum for vGPU live migration",
+                            remedy: "\(check.hint) on \(name) to \(check.minimum) or later"
+                                + (check.id == "versions.kernel"
+                                    ? "; a distribution kernel that carries the VFIO live-migration backport belongs in kernel-backports.yaml"
+                                    : "")))
                 } else {
                     findings.append(
                         CompatibilityFinding(
@@ -267,7 +327,14 @@ package enum CompatibilityRules {
                 }
             }
         }
-        findings.append(driverVersion(subject, policy: policy))
+        if hasNVIDIAVGPU {
+            findings.append(driverVersion(subject, policy: policy))
+        } else {
+            findings.append(
+                CompatibilityFinding(
+                    "driver.version", .notApplicable,
+                    "the VM has no NVIDIA vGPU: the NVIDIA host driver versions do not apply"))
+        }
         return findings
     }
 
@@ -353,7 +420,7 @@ package enum CompatibilityRules {
     {
         var framebuffer = 0.0
         var untracked = 0.0
-        for vgpu in vgpus {
+        for vgpu in vgpus where isNVIDIA(vgpu, subject) {
             let size = Double(vgpu.type?.framebufferMiB ?? 0)
             framebuffer += size
             if !tracksDirtyPages(vgpu, subject) { untracked += size }
@@ -380,7 +447,16 @@ package enum CompatibilityRules {
         -> [CompatibilityFinding]
     {
         guard !vgpus.isEmpty else { return [] }
-        let lacking = vgpus.filter { !tracksDirtyPages($0, subject) }
+        let nvidia = vgpus.filter { isNVIDIA($0, subject) }
+        if nvidia.isEmpty {
+            return [
+                CompatibilityFinding(
+                    "gpu.dirty-tracking", .notApplicable,
+                    "\(otherDevices(vgpus)) \(vgpus.count == 1 ? "is not an NVIDIA vGPU" : "are not NVIDIA vGPUs"): framebuffer dirty-page tracking does not apply (the device state moves with QEMU's VFIO migration)"
+                )
+            ]
+        }
+        let lacking = nvidia.filter { !tracksDirtyPages($0, subject) }
         if lacking.isEmpty {
             return [CompatibilityFinding("gpu.dirty-tracking", .pass, "both GPUs track dirty framebuffer pages")]
         }

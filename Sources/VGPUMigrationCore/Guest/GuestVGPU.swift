@@ -6,8 +6,8 @@ package struct GuestVGPU: Sendable, Hashable {
     package var hostVGPU: ExistingVGPU?
     /// The host's type description, when known.
     package var type: VGPUTypeInfo?
-    /// The physical GPU carrying it, when known.
-    package var gpuAddress: PCIAddress?
+    /// The physical GPU (or mdev parent) carrying it, when known.
+    package var gpuAddress: DeviceAddress?
 }
 
 extension GuestDomain {

@@ -70,10 +70,10 @@ package struct VGPUTypeOffer: Sendable, Hashable, Codable {
     }
 }
 
-/// A PCI function that carries vGPUs: an mdev parent (a GPU, or one of its SR-IOV VFs) or a
-/// VF with NVIDIA's vendor-specific files.
+/// A device that carries vGPUs: an mdev parent (a GPU, one of its SR-IOV VFs, or a parent of
+/// another kind such as mtty's virtual device) or a VF with NVIDIA's vendor-specific files.
 package struct VGPUFunction: Sendable, Hashable, Codable {
-    package var address: PCIAddress
+    package var address: DeviceAddress
     /// The function's PF, when it is an SR-IOV VF (`physfn` link).
     package var physicalFunction: PCIAddress?
     package var interface: VGPUInterface
@@ -82,7 +82,7 @@ package struct VGPUFunction: Sendable, Hashable, Codable {
     package var currentVGPUTypeID: String?
 
     package init(
-        address: PCIAddress, physicalFunction: PCIAddress?, interface: VGPUInterface, offers: [VGPUTypeOffer],
+        address: DeviceAddress, physicalFunction: PCIAddress?, interface: VGPUInterface, offers: [VGPUTypeOffer],
         currentVGPUTypeID: String? = nil
     ) {
         self.address = address
@@ -109,9 +109,9 @@ package struct ExistingVGPU: Sendable, Hashable, Codable {
     package var typeID: String
     package var typeName: String?
     /// The mdev parent or the VF.
-    package var function: PCIAddress
+    package var function: DeviceAddress
 
-    package init(id: String, interface: VGPUInterface, typeID: String, typeName: String?, function: PCIAddress) {
+    package init(id: String, interface: VGPUInterface, typeID: String, typeName: String?, function: DeviceAddress) {
         self.id = id
         self.interface = interface
         self.typeID = typeID
@@ -126,11 +126,28 @@ package struct ExistingVGPU: Sendable, Hashable, Codable {
         case function
     }
 
+    package init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        self.init(
+            id: try container.decode(String.self, forKey: .id),
+            interface: try container.decode(VGPUInterface.self, forKey: .interface),
+            typeID: try container.decode(String.self, forKey: .typeID),
+            typeName: try container.decodeIfPresent(String.self, forKey: .typeName),
+            function: try container.decode(DeviceAddress.self, forKey: .function))
+        if interface == .vendorVFIO && function.pciAddress == nil {
+            throw DecodingError.dataCorruptedError(
+                forKey: .function, in: container,
+                debugDescription: "a vendor-specific vGPU's function must be a PCI address, not '\(function)'")
+        }
+    }
+
     /// How a guest refers to this vGPU in its `<hostdev>`.
     package var hostdevSource: HostdevSource {
         switch interface {
         case .mdev: .mdev(uuid: id)
-        case .vendorVFIO: .pci(PCIAddress(id) ?? function)
+        case .vendorVFIO:
+            // A vendor-specific vGPU is its VF: the id is the VF's PCI address.
+            if let address = PCIAddress(id) ?? function.pciAddress { .pci(address) } else { .mdev(uuid: id) }
         }
     }
 }
@@ -182,10 +199,12 @@ package struct VGPUTypeCapacity: Sendable, Hashable, Codable {
     }
 }
 
-/// One physical GPU and the vGPUs it offers and carries.
+/// One physical GPU and the vGPUs it offers and carries; or, for mediated devices of other
+/// kinds, one mdev parent and its devices (`isNVIDIA` tells them apart).
 package struct PhysicalGPU: Sendable, Hashable, Codable {
-    /// The physical function; for a VF whose PF is not visible, the VF itself.
-    package var address: PCIAddress
+    /// The physical function; for a VF whose PF is not visible, the VF itself; the parent's
+    /// name for an mdev parent that is not a PCI device.
+    package var address: DeviceAddress
     /// False when the GPU is only known through a VF whose `physfn` link is missing.
     package var physicalFunctionVisible: Bool
     package var pci: PCIIdentity?
@@ -208,6 +227,15 @@ package struct PhysicalGPU: Sendable, Hashable, Codable {
     /// The capacity entry of type `id`.
     package func capacity(ofType id: String) -> VGPUTypeCapacity? {
         vgpuTypes.first { $0.type.id == id }
+    }
+
+    /// True for an NVIDIA GPU: PCI vendor 10de, a board the table knows, NVIDIA's
+    /// vendor-specific VFs, or NVIDIA's `nvidia-NNN` mdev types. The NVIDIA-only rules (board,
+    /// host driver version, framebuffer dirty tracking) apply to its vGPUs, and to no other
+    /// mediated device (mtty's virtual parent, another vendor's PCI device).
+    package var isNVIDIA: Bool {
+        interface == .vendorVFIO || board != nil || pci?.vendor == PCIIdentity.nvidiaVendorID
+            || vgpuTypes.contains { $0.type.id.hasPrefix("nvidia-") }
     }
 }
 
@@ -282,7 +310,7 @@ package struct HostInventory: Sendable, Hashable, Codable {
     }
 
     /// The GPU with PF address `address`, or the GPU that owns function `address`.
-    package func gpu(containing address: PCIAddress) -> PhysicalGPU? {
+    package func gpu(containing address: DeviceAddress) -> PhysicalGPU? {
         gpus.first { $0.address == address || $0.functions.contains { $0.address == address } }
     }
 

@@ -1,6 +1,7 @@
-/// What a source of host facts (sysfs, libvirt node devices) saw of one PCI function.
+/// What a source of host facts (sysfs, libvirt node devices) saw of one device that offers
+/// vGPUs (a PCI function, or an mdev parent of another kind).
 package struct ObservedFunction: Sendable, Hashable {
-    package var address: PCIAddress
+    package var address: DeviceAddress
     package var pci: PCIIdentity?
     package var physicalFunction: PCIAddress?
     package var interface: VGPUInterface
@@ -10,7 +11,7 @@ package struct ObservedFunction: Sendable, Hashable {
     package var currentVGPUTypeID: String?
 
     package init(
-        address: PCIAddress, pci: PCIIdentity?, physicalFunction: PCIAddress?, interface: VGPUInterface,
+        address: DeviceAddress, pci: PCIIdentity?, physicalFunction: PCIAddress?, interface: VGPUInterface,
         types: [(info: VGPUTypeInfo, available: Int)], currentVGPUTypeID: String? = nil
     ) {
         self.address = address
@@ -43,21 +44,25 @@ package struct ObservedFunction: Sendable, Hashable {
 ///   that framebuffer size on the GPU;
 /// - time-sliced vGPUs on one GPU must be homogeneous: once a vGPU exists, only types with the
 ///   same framebuffer size can be added.
+///
+/// The last two are NVIDIA's rules. For mdev parents of other kinds (mtty's virtual device,
+/// another vendor's GPU) the kernel's `available_instances` is the capacity.
 package enum HostInventoryBuilder {
     package static func physicalGPUs(
         functions: [ObservedFunction], vgpus: [ExistingVGPU], physicalFunctionIDs: [PCIAddress: PCIIdentity],
         catalog: GPUBoardCatalog
     ) -> (gpus: [PhysicalGPU], diagnostics: [Diagnostic]) {
         var diagnostics: [Diagnostic] = []
-        let groups = Dictionary(grouping: functions) { $0.physicalFunction ?? $0.address }
+        let groups = Dictionary(grouping: functions) { $0.physicalFunction.map(DeviceAddress.pci) ?? $0.address }
         var gpus: [PhysicalGPU] = []
         for (gpuAddress, members) in groups.sorted(by: { $0.key < $1.key }) {
             let members = members.sorted { $0.address < $1.address }
             let memberAddresses = Set(members.map(\.address))
             let sriov = members.contains { $0.physicalFunction != nil }
-            let physicalFunctionVisible = !sriov || physicalFunctionIDs[gpuAddress] != nil
+            let physicalFunctionIdentity = gpuAddress.pciAddress.flatMap { physicalFunctionIDs[$0] }
+            let physicalFunctionVisible = !sriov || physicalFunctionIdentity != nil
             let pci =
-                physicalFunctionIDs[gpuAddress] ?? members.first(where: { $0.address == gpuAddress })?.pci
+                physicalFunctionIdentity ?? members.first(where: { $0.address == gpuAddress })?.pci
                 ?? members.first?.pci
 
             // Every type any member lists, first description wins (they agree on real hosts).
@@ -76,6 +81,9 @@ package enum HostInventoryBuilder {
             }
 
             let board = catalog.identify(pci: pci, vgpuTypeNames: types.values.compactMap(\.name))
+            let nvidia =
+                pci?.vendor == PCIIdentity.nvidiaVendorID || board != nil || members.first?.interface == .vendorVFIO
+                || types.keys.contains { $0.hasPrefix("nvidia-") }
             if board == nil, pci?.vendor == PCIIdentity.nvidiaVendorID {
                 diagnostics.append(
                     Diagnostic(
@@ -89,7 +97,7 @@ package enum HostInventoryBuilder {
                     guard let info = types[vgpu.typeID], info.profile?.isTimeSliced ?? true else { return nil }
                     return info.framebufferMiB
                 })
-            if named.contains(where: { types[$0.typeID]?.framebufferMiB == nil }) {
+            if nvidia, named.contains(where: { types[$0.typeID]?.framebufferMiB == nil }) {
                 diagnostics.append(
                     Diagnostic(
                         .warning,
@@ -100,7 +108,8 @@ package enum HostInventoryBuilder {
             var capacities: [VGPUTypeCapacity] = []
             for info in types.values.sorted(by: { $0.sortKey < $1.sortKey }) {
                 let used = named.filter { $0.typeID == info.id }.count
-                let maxInstances = info.descriptionMaxInstances ?? info.profile.flatMap { board?.maxInstances(of: $0) }
+                let maxInstances =
+                    info.descriptionMaxInstances ?? info.profile.flatMap { board?.maxInstances(of: $0) }
                 let slots: Int
                 if sriov {
                     slots =
@@ -115,7 +124,7 @@ package enum HostInventoryBuilder {
                 }
                 var free = slots
                 var blockedBy: String?
-                let timeSliced = info.profile?.isTimeSliced ?? true
+                let timeSliced = nvidia && (info.profile?.isTimeSliced ?? true)
                 if timeSliced, let size = info.framebufferMiB, let other = usedFramebuffers.first(where: { $0 != size })
                 {
                     free = 0

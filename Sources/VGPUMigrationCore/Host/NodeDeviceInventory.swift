@@ -9,29 +9,39 @@ package enum NodeDeviceInventory {
         gpus: [PhysicalGPU], diagnostics: [Diagnostic]
     ) {
         var diagnostics: [Diagnostic] = []
-        var addressesByName: [String: PCIAddress] = [:]
+        var addressesByName: [String: DeviceAddress] = [:]
         var identities: [PCIAddress: PCIIdentity] = [:]
         for device in devices {
             if let pci = device.pci {
-                addressesByName[device.name] = pci.address
+                addressesByName[device.name] = .pci(pci.address)
                 identities[pci.address] = pci.identity
             }
         }
 
         var functions: [ObservedFunction] = []
         for device in devices where !device.mdevTypes.isEmpty {
+            let types = device.mdevTypes.map {
+                (
+                    info: VGPUTypeInfo(id: $0.id, name: $0.name, deviceAPI: $0.deviceAPI),
+                    available: $0.availableInstances
+                )
+            }
             guard let pci = device.pci else {
-                diagnostics.append(
-                    Diagnostic(
-                        .note, "mdev parent '\(device.name)' is not a PCI device; it is not a GPU and is skipped"))
+                // A parent on no PCI bus (s390's css and ap matrix, a virtual device): by libvirt's name.
+                guard let address = DeviceAddress(device.name), address.pciAddress == nil else {
+                    diagnostics.append(
+                        Diagnostic(.warning, "mdev parent '\(device.name)' has a name this tool cannot use; skipped"))
+                    continue
+                }
+                addressesByName[device.name] = address
+                functions.append(
+                    ObservedFunction(address: address, pci: nil, physicalFunction: nil, interface: .mdev, types: types))
                 continue
             }
             functions.append(
                 ObservedFunction(
-                    address: pci.address, pci: pci.identity, physicalFunction: pci.physicalFunction, interface: .mdev,
-                    types: device.mdevTypes.map {
-                        (VGPUTypeInfo(id: $0.id, name: $0.name, deviceAPI: $0.deviceAPI), $0.availableInstances)
-                    }))
+                    address: .pci(pci.address), pci: pci.identity, physicalFunction: pci.physicalFunction,
+                    interface: .mdev, types: types))
         }
 
         var vgpus: [ExistingVGPU] = []
@@ -43,12 +53,14 @@ package enum NodeDeviceInventory {
                 continue
             }
             guard let parentName = device.parent,
-                let parent = addressesByName[parentName] ?? Self.address(nodeDeviceName: parentName)
+                let parent = addressesByName[parentName]
+                    ?? Self.address(nodeDeviceName: parentName).map(DeviceAddress.pci)
             else {
                 if device.parent.map({ $0.hasPrefix("pci_") }) ?? true {
                     diagnostics.append(
                         Diagnostic(
-                            .warning, "mdev \(uuid) has no PCI parent device ('\(device.parent ?? "none")'); skipped"))
+                            .warning,
+                            "mdev \(uuid) has no parent device libvirt shows ('\(device.parent ?? "none")'); skipped"))
                 }
                 continue
             }

@@ -79,11 +79,11 @@ package struct ReservedDevice: Sendable, Hashable, Codable {
     package var interface: VGPUInterface
     package var typeID: String
     /// The mdev parent or the VF.
-    package var function: PCIAddress
-    /// The physical GPU.
-    package var gpu: PCIAddress
+    package var function: DeviceAddress
+    /// The physical GPU (for an mdev parent of another kind, the parent).
+    package var gpu: DeviceAddress
 
-    package init(id: String, interface: VGPUInterface, typeID: String, function: PCIAddress, gpu: PCIAddress) {
+    package init(id: String, interface: VGPUInterface, typeID: String, function: DeviceAddress, gpu: DeviceAddress) {
         self.id = id
         self.interface = interface
         self.typeID = typeID
@@ -97,11 +97,28 @@ package struct ReservedDevice: Sendable, Hashable, Codable {
         case function, gpu
     }
 
+    package init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        self.init(
+            id: try container.decode(String.self, forKey: .id),
+            interface: try container.decode(VGPUInterface.self, forKey: .interface),
+            typeID: try container.decode(String.self, forKey: .typeID),
+            function: try container.decode(DeviceAddress.self, forKey: .function),
+            gpu: try container.decode(DeviceAddress.self, forKey: .gpu))
+        if interface == .vendorVFIO && function.pciAddress == nil {
+            throw DecodingError.dataCorruptedError(
+                forKey: .function, in: container,
+                debugDescription: "a vendor-specific vGPU's function must be a PCI address, not '\(function)'")
+        }
+    }
+
     /// How the guest's `<hostdev>` refers to this device on the destination.
     package var hostdevSource: HostdevSource {
         switch interface {
         case .mdev: .mdev(uuid: id)
-        case .vendorVFIO: .pci(function)
+        case .vendorVFIO:
+            // A vendor-specific vGPU is its VF, always a PCI function.
+            if let address = function.pciAddress { .pci(address) } else { .mdev(uuid: id) }
         }
     }
 }

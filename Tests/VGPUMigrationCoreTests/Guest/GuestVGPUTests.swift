@@ -11,20 +11,22 @@ struct GuestVGPUTests {
         let mdevType = VGPUTypeInfo(id: "nvidia-232", name: "GRID T4-4Q")
         let vfType = VGPUTypeInfo(id: "1152", name: "NVIDIA L40S-8Q")
         let t4 = PhysicalGPU(
-            address: PCIAddress("0000:3b:00.0")!, physicalFunctionVisible: true, pci: nil, board: nil, interface: .mdev,
+            address: DeviceAddress("0000:3b:00.0")!, physicalFunctionVisible: true, pci: nil, board: nil,
+            interface: .mdev,
             sriov: false, functions: [],
             vgpuTypes: [VGPUTypeCapacity(type: mdevType, free: 3, used: 1, maxInstances: 4, blockedBy: nil)],
             vgpus: [
                 ExistingVGPU(
                     id: "5b1f0a7c-3e2d-4c1b-8a9f-6e5d4c3b2a10", interface: .mdev, typeID: "nvidia-232",
-                    typeName: "GRID T4-4Q", function: PCIAddress("0000:3b:00.0")!)
+                    typeName: "GRID T4-4Q", function: DeviceAddress("0000:3b:00.0")!)
             ])
         let l40s = PhysicalGPU(
-            address: PCIAddress("0000:41:00.0")!, physicalFunctionVisible: true, pci: nil, board: nil,
+            address: DeviceAddress("0000:41:00.0")!, physicalFunctionVisible: true, pci: nil, board: nil,
             interface: .vendorVFIO, sriov: true, functions: [],
             vgpuTypes: [VGPUTypeCapacity(type: vfType, free: 4, used: 1, maxInstances: 6, blockedBy: nil)],
             vgpus: [
-                ExistingVGPU(id: vf.description, interface: .vendorVFIO, typeID: "1152", typeName: nil, function: vf)
+                ExistingVGPU(
+                    id: vf.description, interface: .vendorVFIO, typeID: "1152", typeName: nil, function: .pci(vf))
             ])
         return HostInventory(source: InventorySource(kind: .sysfs, location: "/"), gpus: [t4, l40s])
     }
@@ -53,7 +55,7 @@ struct GuestVGPUTests {
             ])
         #expect(vgpus[0].type?.name == "GRID T4-4Q")
         #expect(vgpus[1].type?.name == "NVIDIA L40S-8Q")
-        #expect(vgpus[1].gpuAddress == PCIAddress("0000:41:00.0"))
+        #expect(vgpus[1].gpuAddress == DeviceAddress("0000:41:00.0"))
         #expect(vgpus[2].hostVGPU == nil)
     }
 }

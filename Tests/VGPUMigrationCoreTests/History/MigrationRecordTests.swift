@@ -109,10 +109,10 @@ struct ReservationHoldsTests {
     func holds() throws {
         let device = ReservedDevice(
             id: "0f1e2d3c-4b5a-4978-8695-a4b3c2d1e0f9", interface: .mdev, typeID: "nvidia-232",
-            function: try #require(PCIAddress("0000:3b:00.0")), gpu: try #require(PCIAddress("0000:3b:00.0")))
+            function: try #require(DeviceAddress("0000:3b:00.0")), gpu: try #require(DeviceAddress("0000:3b:00.0")))
         let vf = ReservedDevice(
             id: "0000:41:00.4", interface: .vendorVFIO, typeID: "1155",
-            function: try #require(PCIAddress("0000:41:00.4")), gpu: try #require(PCIAddress("0000:41:00.0")))
+            function: try #require(DeviceAddress("0000:41:00.4")), gpu: try #require(DeviceAddress("0000:41:00.0")))
         var reservation = Reservation(
             id: "r1",
             request: ReservationRequest(

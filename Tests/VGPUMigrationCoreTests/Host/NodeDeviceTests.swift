@@ -84,6 +84,26 @@ struct NodeDeviceTests {
         #expect(diagnostics.filter { $0.message.contains("not in the board table") }.count == 3)
     }
 
+    @Test("mdev parents that are not NVIDIA GPUs: Intel GVT-g on PCI, and s390's AP matrix on no PCI bus")
+    func otherParents() throws {
+        let gvt = try NodeDevice.parse(
+            xml: try TestData.text(
+                TestData.realdata.appendingPathComponent("nova/libvirt_data/_fake_NodeDevXml/pci_0000_06_00_1.xml")))
+        let matrix = try NodeDevice.parse(
+            xml: try TestData.text(
+                TestData.realdata.appendingPathComponent("libvirt/tests/nodedevschemadata/ap_matrix_mdev_types.xml")))
+        let (gpus, diagnostics) = NodeDeviceInventory.physicalGPUs(
+            devices: [gvt, matrix], catalog: GPUBoardCatalog(boards: []))
+        #expect(gpus.map(\.address) == [DeviceAddress("0000:06:00.1"), .named("ap_matrix")])
+        #expect(gpus.allSatisfy { !$0.isNVIDIA })
+        #expect(gpus[0].pci?.vendor == 0x8086)
+        #expect(gpus[0].capacity(ofType: "i915-GVTg_V5_8")?.free == 2)
+        #expect(gpus[0].capacity(ofType: "i915-GVTg_V5_8")?.type.deviceAPI == "vfio-pci")
+        #expect(gpus[1].capacity(ofType: "vfio_ap-passthrough")?.type.deviceAPI == "vfio-ap")
+        // Not NVIDIA boards: nothing to look up in the board table.
+        #expect(diagnostics.isEmpty, "\(diagnostics)")
+    }
+
     @Test(
         "refuses node-device XML libvirt would not produce, naming the device",
         arguments: [
