@@ -197,6 +197,7 @@ enum HistoryText {
         if let dirty = summary.peakDirtyPagesPerSecond { parts.append("dirty rate peak \((dirty * 4096) >> 20) MiB/s") }
         if let passes = summary.passes { parts.append(passes == 1 ? "1 pass" : "\(passes) passes") }
         if let least = summary.leastRemainingBytes { parts.append("least left \(least >> 20) MiB") }
+        if let vfio = summary.vfioDataTransferredBytes { parts.append("VFIO device state \(byteSizeText(vfio))") }
         return parts.isEmpty ? "no statistics in them" : parts.joined(separator: "; ")
     }
 
@@ -313,7 +314,8 @@ enum HistoryText {
             out += "\nFinal job statistics:\n"
             out += "  elapsed \(duration(Double(stats.elapsedMilliseconds) / 1000))"
             if let downtime = stats.downtimeMilliseconds { out += ", downtime \(downtime) ms" }
-            if let processed = stats.dataProcessedBytes { out += ", data processed \(processed / 1_048_576) MiB" }
+            if let processed = stats.dataProcessedBytes { out += ", data processed \(byteSizeText(processed))" }
+            if let vfio = stats.vfioDataTransferredBytes { out += ", VFIO device state \(byteSizeText(vfio))" }
             if let iteration = stats.iteration { out += ", iterations \(iteration)" }
             out += "\n"
         }

@@ -162,7 +162,9 @@ struct MigrationRun {
             try await move(
                 &record, to: .completed,
                 "VM runs on \(destination.name)"
-                    + (record.finalStats?.downtimeMilliseconds.map { ", downtime \($0) ms" } ?? ""),
+                    + (record.finalStats?.downtimeMilliseconds.map { ", downtime \($0) ms" } ?? "")
+                    + (record.finalStats?.vfioDataTransferredBytes.map { ", VFIO device state \(byteSizeText($0))" }
+                        ?? ""),
                 details: leftBehind.summary.isEmpty ? [:] : ["source_vgpu": leftBehind.summary])
         case .aborted(let reason):
             throw CommandFailure(reason)
@@ -320,6 +322,7 @@ struct MigrationRun {
         return
             "migrating (\(phase))  \(percent)% sent  remaining \((sample.dataRemainingBytes ?? 0) >> 20) MiB"
             + "  rate \((sample.memoryBytesPerSecond ?? 0) >> 20) MiB/s  dirty \(dirty)"
+            + (sample.vfioDataTransferredBytes.map { "  VFIO \(byteSizeText($0))" } ?? "")
             + "  limit \(limit) ms  elapsed \(sample.elapsedMilliseconds / 1000) s"
     }
 

@@ -50,7 +50,7 @@ func historyDatabase(in directory: URL) async throws -> (path: String, records: 
             if outcome == .completed {
                 record.finalStats = JobSample(
                     time: at.addingTimeInterval(20), elapsedMilliseconds: 17_000, dataProcessedBytes: 8 << 30,
-                    iteration: 5, downtimeMilliseconds: 840)
+                    iteration: 5, downtimeMilliseconds: 840, vfioDataTransferredBytes: 3 << 20)
                 try record.transition(to: .completing, reason: "switched over", at: at.addingTimeInterval(20))
                 try record.transition(
                     to: .completed, reason: "reservation committed, source vGPU released", at: at.addingTimeInterval(21)
@@ -120,7 +120,7 @@ struct HistoryCommandTests {
         #expect(text.contains("  2026-11-18 11:06:41.000  requested → checking: pre-flight check"))
         #expect(text.contains("completing → completed: reservation committed, source vGPU released"))
         #expect(text.contains("1200 ms: adaptive: remaining 240 MiB at 200 MiB/s"))
-        #expect(text.contains("downtime 840 ms, data processed 8192 MiB, iterations 5"))
+        #expect(text.contains("downtime 840 ms, data processed 8.0 GiB, VFIO device state 3.0 MiB, iterations 5"))
         #expect(
             text.contains(
                 "  2 job samples taken (2 kept): transfer rate mean 200 MiB/s, peak 220 MiB/s; dirty rate peak 100 MiB/s;"

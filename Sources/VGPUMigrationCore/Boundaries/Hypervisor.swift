@@ -178,7 +178,8 @@ package struct DomainJobStats: Sendable, Hashable {
             time: time, elapsedMilliseconds: timeElapsedMilliseconds ?? 0, dataTotalBytes: dataTotalBytes,
             dataProcessedBytes: dataProcessedBytes, dataRemainingBytes: dataRemainingBytes,
             memoryBytesPerSecond: memoryBytesPerSecond, dirtyPagesPerSecond: memoryDirtyRatePagesPerSecond,
-            iteration: memoryIteration, downtimeMilliseconds: downtimeMilliseconds)
+            iteration: memoryIteration, downtimeMilliseconds: downtimeMilliseconds,
+            vfioDataTransferredBytes: vfioDataTransferredBytes)
     }
 }
 

@@ -33,6 +33,8 @@ package struct JobSampleSummary: Sendable, Hashable, Codable {
     package var passes: UInt64?
     /// The least data a sample reported left to send.
     package var leastRemainingBytes: UInt64?
+    /// The most VFIO device state a sample reported sent (libvirt 10.6 and later).
+    package var vfioDataTransferredBytes: UInt64?
 
     package init() { rateSamples = 0 }
 
@@ -49,6 +51,9 @@ package struct JobSampleSummary: Sendable, Hashable, Codable {
         if let remaining = sample.dataRemainingBytes {
             leastRemainingBytes = min(leastRemainingBytes ?? .max, remaining)
         }
+        if let vfio = sample.vfioDataTransferredBytes {
+            vfioDataTransferredBytes = max(vfioDataTransferredBytes ?? 0, vfio)
+        }
     }
 
     enum CodingKeys: String, CodingKey {
@@ -58,6 +63,7 @@ package struct JobSampleSummary: Sendable, Hashable, Codable {
         case peakDirtyPagesPerSecond = "peak_dirty_pages_per_s"
         case passes
         case leastRemainingBytes = "least_remaining_bytes"
+        case vfioDataTransferredBytes = "vfio_data_transferred_bytes"
     }
 }
 
@@ -86,11 +92,14 @@ package struct JobSample: Sendable, Hashable, Codable {
     package var iteration: UInt64?
     /// Expected downtime while running; the real downtime once completed.
     package var downtimeMilliseconds: UInt64?
+    /// VFIO device state sent so far (`vfio_data_transferred`, libvirt 10.6 and later): what
+    /// the VM's mediated devices carried over, which `data_*` does not count.
+    package var vfioDataTransferredBytes: UInt64?
 
     package init(
         time: Date, elapsedMilliseconds: UInt64, dataTotalBytes: UInt64? = nil, dataProcessedBytes: UInt64? = nil,
         dataRemainingBytes: UInt64? = nil, memoryBytesPerSecond: UInt64? = nil, dirtyPagesPerSecond: UInt64? = nil,
-        iteration: UInt64? = nil, downtimeMilliseconds: UInt64? = nil
+        iteration: UInt64? = nil, downtimeMilliseconds: UInt64? = nil, vfioDataTransferredBytes: UInt64? = nil
     ) {
         self.time = time
         self.elapsedMilliseconds = elapsedMilliseconds
@@ -101,6 +110,7 @@ package struct JobSample: Sendable, Hashable, Codable {
         self.dirtyPagesPerSecond = dirtyPagesPerSecond
         self.iteration = iteration
         self.downtimeMilliseconds = downtimeMilliseconds
+        self.vfioDataTransferredBytes = vfioDataTransferredBytes
     }
 }
 
@@ -240,5 +250,6 @@ extension JobSample {
         case dirtyPagesPerSecond = "dirty_pages_per_s"
         case iteration
         case downtimeMilliseconds = "downtime_ms"
+        case vfioDataTransferredBytes = "vfio_data_transferred_bytes"
     }
 }
