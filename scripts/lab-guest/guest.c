@@ -5,6 +5,8 @@
  *   dirty  pages written per second, in MiB (0: write once, then only read back every second)
  *   ws     working set, from 16 MiB up
  *   corrupt  pages to spoil after the first write (0), to show that the check sees them
+ *   park   1: write the working set once, report, then halt with interrupts off (no CPU used;
+ *          for nested hosts under TCG, where a polling guest would take a whole host CPU)
  *
  * Every page of the working set carries a generation in its first word and a check value
  * derived from generation and page number in its last word. The guest sweeps the working set
@@ -162,6 +164,19 @@ void guest_main(u32 magic, const u32 *info) {
     for (u32 page = 0; page < pages; page++) write_page(page, 1);
     u32 corrupt = argument(line, "corrupt", 0);
     for (u32 page = 0; page < corrupt && page < pages; page++) page_at(page)[0] = 0xDEADu;
+    if (argument(line, "park", 0)) {
+        u32 parked_errors = 0;
+        for (u32 page = 0; page < pages; page++) check_page(page, 1);
+        parked_errors = errors;
+        put_text("lab-guest parked ws=");
+        put_number(working_set);
+        put_text(" written=");
+        put_number(pages);
+        put_text(" errors=");
+        put_number(parked_errors);
+        put_text("\n");
+        for (;;) __asm__ volatile("cli; hlt");
+    }
     u32 generation = rate ? 2 : 1, cursor = 0;
     /* written: pages due so far (it skips ahead after a pause); dirtied: pages really written. */
     u64 checked = 0, written = 0, dirtied = 0, dirtied_at_last_tick = 0, tick = 0;
@@ -173,7 +188,7 @@ void guest_main(u32 magic, const u32 *info) {
         if (rate) {
             u64 due = divide(elapsed_ms * pages_per_second, 1000);
             /* After a pause (the switchover) catch up by at most a tenth of a second. */
-            u64 burst = pages_per_second / 10 + 1;
+            u64 burst = divide(pages_per_second, 10) + 1;
             if (due > written + burst) written = due - burst;
             while (written < due) {
                 check_page(cursor, generation - 1);
