@@ -177,7 +177,9 @@ package enum AgentServer {
     static func metrics(book: ReservationBook) async -> Response {
         let reservations = await book.all()
         var text = "# HELP vgpu_agent_reservations Reservations by state.\n# TYPE vgpu_agent_reservations gauge\n"
-        let states: [ReservationState] = [.creating, .active, .committed, .released, .expired, .lost, .failed]
+        let states: [ReservationState] = [
+            .creating, .active, .committed, .releasing, .released, .expired, .lost, .failed,
+        ]
         for state in states {
             text +=
                 "vgpu_agent_reservations{state=\"\(state.rawValue)\"} \(reservations.filter { $0.state == state }.count)\n"

@@ -171,7 +171,9 @@ package struct VGPUAgentCommand: AsyncParsableCommand {
             while !Task.isCancelled {
                 try? await Task.sleep(for: .milliseconds(interval))
                 for reservation in await book.expireDue() {
-                    CommandRunner.writeStandardError("vgpu-agent: reservation \(reservation.id) expired")
+                    CommandRunner.writeStandardError(
+                        "vgpu-agent: reservation \(reservation.id) is now \(reservation.state.rawValue): \(reservation.reason ?? "")"
+                    )
                 }
             }
         }

@@ -49,43 +49,42 @@ package actor ReservationBook {
     }
 
     /// Settles the journal against the host; call once after opening. Returns what changed.
+    /// A device a process holds open is never removed: its reservation is left `releasing`
+    /// (or, when its lease ended, active) for ``expireDue()`` to settle once it is free.
     @discardableResult
     package func reconcile() throws -> [Reservation] {
         var changed: [Reservation] = []
-        for var reservation in reservations.values.sorted(by: { $0.createdAt < $1.createdAt }) {
+        for reservation in reservations.values.sorted(by: { $0.createdAt < $1.createdAt }) {
+            let settled: Reservation
             switch reservation.state {
             case .creating:
-                try removeAll(reservation.devices)
-                reservation.state = .failed
-                reservation.reason = "the agent stopped while creating the devices; they were removed"
+                settled = try end(
+                    reservation, as: .failed,
+                    reason: "the agent stopped while creating the devices; they were removed")
             case .active:
                 let missing = try reservation.devices.filter { !(try allocator.exists($0)) }
                 if let gone = missing.first {
-                    try removeAll(reservation.devices)
-                    reservation.state = .lost
-                    reservation.reason =
-                        "device \(gone.id) vanished from the host; the reservation's other devices were removed"
-                } else if reservation.leaseExpiresAt <= now() {
-                    try removeAll(reservation.devices)
-                    reservation.state = .expired
-                    reservation.reason = "the lease ended while the agent was down"
+                    settled = try end(
+                        reservation, as: .lost,
+                        reason: "device \(gone.id) vanished from the host; the reservation's other devices were removed"
+                    )
+                } else if reservation.leaseExpiresAt <= now(), try heldDevices(of: reservation) == nil {
+                    settled = try end(reservation, as: .expired, reason: "the lease ended while the agent was down")
                 } else {
                     continue
                 }
+            case .releasing:
+                settled = try end(reservation, as: .released, reason: "removed once no process held them")
+                if settled.state == .releasing { continue }
             case .released, .expired, .failed, .lost:
-                if try reservation.devices.contains(where: { try allocator.exists($0) }) {
-                    try removeAll(reservation.devices)
-                    reservation.reason =
-                        (reservation.reason.map { $0 + "; " } ?? "") + "leftover devices removed after a restart"
-                } else {
-                    continue
-                }
+                guard try reservation.devices.contains(where: { try allocator.exists($0) }) else { continue }
+                settled = try end(
+                    reservation, as: reservation.state,
+                    reason: (reservation.reason.map { $0 + "; " } ?? "") + "leftover devices removed after a restart")
             case .committed:
                 continue
             }
-            reservation.updatedAt = now()
-            try record(reservation)
-            changed.append(reservation)
+            changed.append(settled)
         }
         try compact()
         return changed
@@ -129,7 +128,7 @@ package actor ReservationBook {
                 try allocator.create(device)
                 made.append(device)
             } catch {
-                try? removeAll(made)
+                for created in made { try? allocator.remove(created) }
                 reservation.state = .failed
                 reservation.reason = "creating \(device.id) failed: \(error)"
                 reservation.updatedAt = now()
@@ -154,52 +153,82 @@ package actor ReservationBook {
         reservations.values.sorted { ($0.createdAt, $0.id) < ($1.createdAt, $1.id) }
     }
 
-    /// Removes the devices and ends the reservation. Releasing an ended one returns it unchanged.
+    /// Removes the devices and ends the reservation; while a process holds one open it is
+    /// `releasing` (devices removed once free). Releasing an ended one returns it unchanged.
     package func release(_ id: String) throws(ReservationError) -> Reservation {
         let reservation = try self.reservation(id)
         switch reservation.state {
-        case .active, .creating:
+        case .active, .creating, .releasing:
             break
         case .committed:
             throw .conflict("reservation \(id) is committed: its devices belong to the migrated VM now")
         case .released, .expired, .failed, .lost:
             return reservation
         }
-        return try removeDevices(of: reservation)
+        return try end(reservation, as: .released, reason: nil)
     }
 
     /// The VM that used a committed reservation's devices has left this host (migrated away):
     /// removes the devices (and their mdevctl definitions) and ends the reservation. An active
     /// one is released; an ended one is returned unchanged.
     package func retire(_ id: String) throws(ReservationError) -> Reservation {
-        var reservation = try self.reservation(id)
+        let reservation = try self.reservation(id)
         switch reservation.state {
-        case .active, .creating:
+        case .active, .creating, .releasing:
             return try release(id)
         case .committed:
             break
         case .released, .expired, .failed, .lost:
             return reservation
         }
+        var reason: String?
         if let persistence {
             let failures = reservation.devices.compactMap { persistence.undefine($0) }
-            if !failures.isEmpty { reservation.reason = failures.joined(separator: "; ") }
+            if !failures.isEmpty { reason = failures.joined(separator: "; ") }
         }
-        return try removeDevices(of: reservation)
+        return try end(reservation, as: .released, reason: reason)
     }
 
-    /// Removes the reservation's devices and records it released.
-    private func removeDevices(of ending: Reservation) throws(ReservationError) -> Reservation {
+    /// Removes the reservation's devices that no process holds and ends it as `state` with
+    /// `reason`; while a device is held the reservation is `releasing`, its reason naming the
+    /// holders, and ``expireDue()`` finishes the removal once they let go.
+    private func end(_ ending: Reservation, as state: ReservationState, reason: String?) throws(ReservationError)
+        -> Reservation
+    {
         var reservation = ending
+        var held: [String] = []
         do {
-            try removeAll(reservation.devices)
+            for device in reservation.devices {
+                let holders = try allocator.holders(of: device)
+                if holders.isEmpty {
+                    try allocator.remove(device)
+                } else {
+                    held.append("\(device.id) is held open by " + holders.map(\.description).joined(separator: ", "))
+                }
+            }
         } catch {
             throw .internal("removing the devices of \(reservation.id) failed: \(error)")
         }
-        reservation.state = .released
+        if held.isEmpty {
+            reservation.state = state
+            if let reason { reservation.reason = reason }
+        } else {
+            reservation.state = .releasing
+            reservation.reason = held.joined(separator: "; ") + ": removed as soon as it is closed"
+        }
         reservation.updatedAt = now()
         try journaled(reservation)
         return reservation
+    }
+
+    /// Who holds the reservation's devices open, in words; nil when no process does.
+    private func heldDevices(of reservation: Reservation) throws -> String? {
+        var held: [String] = []
+        for device in reservation.devices {
+            let holders = try allocator.holders(of: device)
+            if !holders.isEmpty { held.append("\(device.id) by " + holders.map(\.description).joined(separator: ", ")) }
+        }
+        return held.isEmpty ? nil : held.joined(separator: "; ")
     }
 
     /// The migration succeeded: the devices stay and the lease no longer applies.
@@ -210,7 +239,7 @@ package actor ReservationBook {
             break
         case .committed:
             return reservation
-        case .creating, .released, .expired, .failed, .lost:
+        case .creating, .releasing, .released, .expired, .failed, .lost:
             throw .conflict("reservation \(id) is \(reservation.state.rawValue) and cannot be committed")
         }
         reservation.state = .committed
@@ -225,24 +254,43 @@ package actor ReservationBook {
         return reservation
     }
 
-    /// Releases every active reservation whose lease has ended. Returns those it expired.
+    /// The periodic pass: releases every active reservation whose lease has ended, and finishes
+    /// the `releasing` ones whose devices are free now. A device a process holds open is never
+    /// removed: an expired lease on a device in use (a VM runs on it, its commit was lost) stays
+    /// active, saying so, until it is committed or released. Returns what changed.
     @discardableResult
     package func expireDue() -> [Reservation] {
-        var expired: [Reservation] = []
-        for var reservation in reservations.values
-        where reservation.state == .active && reservation.leaseExpiresAt <= now() {
+        var changed: [Reservation] = []
+        for var reservation in reservations.values.sorted(by: { $0.createdAt < $1.createdAt }) {
             do {
-                try removeAll(reservation.devices)
-                reservation.state = .expired
-                reservation.reason = "the lease of \(reservation.request.leaseSeconds) s ended without a commit"
-                reservation.updatedAt = now()
-                try journaled(reservation)
-                expired.append(reservation)
+                switch reservation.state {
+                case .releasing:
+                    let ended = try end(reservation, as: .released, reason: "removed once no process held them")
+                    if ended.state == .released { changed.append(ended) }
+                case .active where reservation.leaseExpiresAt <= now():
+                    if let held = try heldDevices(of: reservation) {
+                        let note =
+                            "the lease ended while \(held) holds it open: kept until it is committed or released"
+                        if reservation.reason != note {
+                            reservation.reason = note
+                            reservation.updatedAt = now()
+                            try journaled(reservation)
+                            changed.append(reservation)
+                        }
+                        continue
+                    }
+                    changed.append(
+                        try end(
+                            reservation, as: .expired,
+                            reason: "the lease of \(reservation.request.leaseSeconds) s ended without a commit"))
+                default:
+                    continue
+                }
             } catch {
-                // Left active: the next pass tries again.
+                // Left as it is: the next pass tries again.
             }
         }
-        return expired
+        return changed
     }
 
     // MARK: Journal
@@ -288,9 +336,6 @@ package actor ReservationBook {
         return encoder
     }
 
-    private func removeAll(_ devices: [ReservedDevice]) throws {
-        for device in devices { try allocator.remove(device) }
-    }
 }
 
 /// Why a reservation operation was refused.

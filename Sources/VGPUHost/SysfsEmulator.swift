@@ -8,6 +8,9 @@ import VGPUMigrationCore
 ///   mdev (its directory with `mdev_type` and `remove`, the `sys/bus/mdev/devices/<uuid>` link);
 ///   an invalid UUID is `EINVAL`, an existing one `EEXIST`, an exhausted type `EUSERS`;
 /// - writing `1` to `sys/bus/mdev/devices/<uuid>/remove` removes it; an unknown device is `ENOENT`;
+///   each mdev gets an IOMMU group of its own (`iommu_group`), and while a process holds the
+///   group open (a `proc/PID/fd/N` link to `/dev/vfio/GROUP` in the tree) the write is `EBUSY`,
+///   where the kernel would wait until the device is closed;
 /// - writing a type number to a vendor VF's `nvidia/current_vgpu_type` creates that vGPU, `0`
 ///   frees it; a busy VF is `EBUSY`, a type the VF does not list as creatable is `EINVAL`;
 /// - after every change `available_instances` and `creatable_vgpu_types` are rewritten as the
@@ -113,6 +116,14 @@ package final class SysfsEmulator: SysfsIO, @unchecked Sendable {
         let device = "\(parentDirectory)/\(uuid)"
         try make(directory: device)
         try make(link: "\(device)/mdev_type", to: "../mdev_supported_types/\(type)")
+        var groups: [Int] = []
+        for name in try tree.listDirectory("sys/bus/mdev/devices") ?? [] {
+            if let group = try tree.readLink("sys/bus/mdev/devices/\(name)/iommu_group")?.split(separator: "/").last {
+                groups.append(Int(group) ?? 0)
+            }
+        }
+        let up = String(repeating: "../", count: device.split(separator: "/").count - 1)
+        try make(link: "\(device)/iommu_group", to: "\(up)kernel/iommu_groups/\((groups.max() ?? -1) + 1)")
         try make(file: "\(device)/remove", contents: "")
         try make(link: "sys/bus/mdev/devices/\(uuid)", to: "../../../" + device.dropFirst("sys/".count))
     }
@@ -120,6 +131,8 @@ package final class SysfsEmulator: SysfsIO, @unchecked Sendable {
     private func removeMdev(uuid: String, value: String, path: String) throws(SysfsError) {
         guard let target = try tree.readLink("sys/bus/mdev/devices/\(uuid)") else { throw error(path, ENOENT) }
         guard value == "1" else { throw error(path, EINVAL) }
+        let mdev = ReservedDevice(id: uuid, interface: .mdev, typeID: "", function: .named("-"), gpu: .named("-"))
+        guard try VGPUAllocator.holders(of: mdev, in: tree).isEmpty else { throw error(path, EBUSY) }
         let device = "sys/" + target.split(separator: "/").drop { $0 == ".." }.joined(separator: "/")
         remove("sys/bus/mdev/devices/\(uuid)")
         remove(device)

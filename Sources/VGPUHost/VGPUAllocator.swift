@@ -98,6 +98,39 @@ package struct VGPUAllocator: Sendable {
         }
     }
 
+    /// The processes that hold `device` open (its VFIO group or device node): a VM's QEMU, or
+    /// one a libvirt daemon that died left behind. The kernel does not remove an mdev while one
+    /// does: the write to `remove` waits until it is closed. Found as `fuser` finds them, through
+    /// `proc/PID/fd`; a process that ends or cannot be read while looked at is passed over.
+    package func holders(of device: ReservedDevice) throws(SysfsError) -> [DeviceHolder] {
+        try Self.holders(of: device, in: sysfs)
+    }
+
+    /// The processes that hold `device` open in the tree `sysfs`.
+    static func holders(of device: ReservedDevice, in sysfs: any SysfsIO) throws(SysfsError) -> [DeviceHolder] {
+        let base =
+            device.interface == .mdev ? "sys/bus/mdev/devices/\(device.id)" : "sys/bus/pci/devices/\(device.function)"
+        var nodes: Set<String> = []
+        if let group = try sysfs.readLink("\(base)/iommu_group")?.split(separator: "/").last {
+            nodes.insert("/dev/vfio/\(group)")
+        }
+        for name in try sysfs.listDirectory("\(base)/vfio-dev") ?? [] { nodes.insert("/dev/vfio/devices/\(name)") }
+        guard !nodes.isEmpty else { return [] }
+        var holders: [DeviceHolder] = []
+        for pid in try sysfs.listDirectory("proc") ?? [] where pid.allSatisfy(\.isASCIIDigit) {
+            guard let descriptors = try? sysfs.listDirectory("proc/\(pid)/fd") else { continue }
+            for descriptor in descriptors ?? [] {
+                guard let target = try? sysfs.readLink("proc/\(pid)/fd/\(descriptor)"), nodes.contains(target) else {
+                    continue
+                }
+                let command = (try? sysfs.readFile("proc/\(pid)/comm")).flatMap { $0 }?.trimmingXMLWhitespace()
+                holders.append(DeviceHolder(pid: Int(pid) ?? 0, command: command ?? "?"))
+                break
+            }
+        }
+        return holders
+    }
+
     /// Whether the device is on the host now.
     package func exists(_ device: ReservedDevice) throws(SysfsError) -> Bool {
         switch device.interface {
@@ -108,6 +141,20 @@ package struct VGPUAllocator: Sendable {
             return current?.trimmingXMLWhitespace() == device.typeID
         }
     }
+}
+
+/// A process that holds a vGPU open.
+package struct DeviceHolder: Sendable, Hashable, CustomStringConvertible {
+    package var pid: Int
+    /// Its command name (`proc/PID/comm`): `qemu-system-x86`.
+    package var command: String
+
+    package init(pid: Int, command: String) {
+        self.pid = pid
+        self.command = command
+    }
+
+    package var description: String { "process \(pid) (\(command))" }
 }
 
 /// Why vGPUs cannot be allocated.

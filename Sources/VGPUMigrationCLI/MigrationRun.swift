@@ -331,8 +331,9 @@ struct MigrationRun {
     private func end(_ record: inout MigrationRecord, _ state: MigrationState, _ reason: String)
         async throws(CommandFailure)
     {
+        var reason = reason
         do {
-            try await releaseReservation(&record)
+            if let pending = try await releaseReservation(&record) { reason += "; \(pending)" }
         } catch {
             record.intents.append(Intent(time: Date(), action: .release, details: ["failed": "\(error)"]))
         }
@@ -366,13 +367,19 @@ struct MigrationRun {
         report("\(MigrationState.unknown.rawValue): \(why)")
     }
 
-    private func releaseReservation(_ record: inout MigrationRecord) async throws {
+    /// Releases the destination reservation; returns what is left to say when a process there
+    /// still holds its vGPU open (the agent removes it once it is closed), else nil.
+    @discardableResult
+    private func releaseReservation(_ record: inout MigrationRecord) async throws -> String? {
         guard let reservation = record.reservation, reservation.state == .active, let agent = destination.agent else {
-            return
+            return nil
         }
         record.intents.append(Intent(time: Date(), action: .release, details: ["reservation": reservation.id]))
         try await save(record)
-        record.reservation?.state = try await agent.release(reservation.id).state
+        let released = try await agent.release(reservation.id)
+        record.reservation?.state = released.state
+        guard released.state == .releasing else { return nil }
+        return "on \(destination.name), \(released.reason ?? "its vGPU is still held open")"
     }
 
     private func move(

@@ -63,11 +63,13 @@ struct SourceVGPURelease {
         guard !held.isEmpty else { return Outcome(summary: kept ?? "", released: []) }
         var released: [String] = []
         var failures: [String] = []
+        var pending: [String] = []
         for reservation in held {
             do {
                 try await willRelease(reservation.id)
-                _ = try await agent.retire(reservation.id)
+                let retired = try await agent.retire(reservation.id)
                 released.append(reservation.id)
+                if retired.state == .releasing { pending.append(retired.reason ?? "a device is still held open") }
             } catch {
                 failures.append("reservation \(reservation.id): \(error)")
             }
@@ -77,6 +79,7 @@ struct SourceVGPURelease {
             ? "released " + sources.filter { heldSources.contains($0) }.map(\.description).joined(separator: ", ")
                 + " on \(hostName)"
             : "could not release everything on \(hostName): " + failures.joined(separator: "; ")
-        return Outcome(summary: [given, kept].compactMap { $0 }.joined(separator: "; "), released: released)
+        let waiting = pending.isEmpty ? nil : "on \(hostName), " + pending.joined(separator: "; ")
+        return Outcome(summary: [given, waiting, kept].compactMap { $0 }.joined(separator: "; "), released: released)
     }
 }

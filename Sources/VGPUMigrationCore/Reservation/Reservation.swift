@@ -59,6 +59,9 @@ package enum ReservationState: String, Sendable, Hashable, Codable {
     case active
     /// The migration succeeded: the devices stay, the lease no longer applies.
     case committed
+    /// Released by its owner while a process still holds a device open (a QEMU that a libvirt
+    /// daemon left behind): the agent removes the devices as soon as they are free.
+    case releasing
     /// Released by the owner: devices removed.
     case released
     /// The lease ran out: devices removed.
@@ -69,7 +72,7 @@ package enum ReservationState: String, Sendable, Hashable, Codable {
     case failed
 
     /// No further change can happen.
-    package var isFinal: Bool { self != .creating && self != .active }
+    package var isFinal: Bool { self != .creating && self != .active && self != .releasing }
 }
 
 /// A device created for a reservation.
