@@ -12,6 +12,8 @@ package final class RunningProcess: @unchecked Sendable {
     package let outputFile: URL
     package let errorFile: URL
     private var exited = false
+    /// The exit code (128 + the signal when a signal ended it), once it ended.
+    private var exitStatus: Int32?
     private let lock = NSLock()
     /// The write end of the process's standard input, when it was started `withInput`.
     private var input: Int32 = -1
@@ -90,8 +92,20 @@ package final class RunningProcess: @unchecked Sendable {
         defer { lock.unlock() }
         if exited { return false }
         var status: Int32 = 0
-        if waitpid(pid, &status, WNOHANG) == pid { exited = true }
+        if waitpid(pid, &status, WNOHANG) == pid {
+            exited = true
+            exitStatus = (status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
+        }
         return !exited
+    }
+
+    /// Waits up to `seconds` for the process to end; its exit code, or nil while it runs.
+    package func waitForExit(within seconds: Double) -> Int32? {
+        let deadline = Date().addingTimeInterval(seconds)
+        while isRunning && Date() < deadline { usleep(20_000) }
+        lock.lock()
+        defer { lock.unlock() }
+        return exitStatus
     }
 
     /// SIGTERM, up to 10 s to end, then SIGKILL.

@@ -1,0 +1,303 @@
+import Foundation
+import Testing
+import VGPUMigrationCore
+import VGPUTestSupport
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+/// The vGPU path on real mediated devices: two nested hosts (Debian's 6.12 kernel under TCG) with
+/// the kernel's sample driver mtty, libvirt 11 and QEMU 10, and the project's vgpu-agent on their
+/// real `/sys`; the coordinator runs on this machine (`scripts/nested-lab`).
+@Suite("vGPU path on real mdevs (nested hosts, mtty, libvirt 11, QEMU 10, real agents)", .serialized, .nestedVFIOLab)
+struct NestedVGPUMigrationTests {
+    /// `vgpu-migrate` as the tests run it against the lab: in the lab's namespace, with the lab's
+    /// inventory, a history of the test's own (VGPU_MIGRATE_DATABASE) and a policies directory.
+    struct Coordinator {
+        var lab: NestedLab
+        var directory: URL
+        var policies = TestData.policies.path
+
+        var environment: [String: String] {
+            ["VGPU_MIGRATE_DATABASE": directory.appendingPathComponent("history.sqlite").path]
+        }
+        var inventory: [String] { ["--inventory", lab.inventory] }
+
+        /// `migrate VM --from SOURCE --to DESTINATION ARGUMENTS` to completion.
+        func migrate(_ vm: String, from source: String, to destination: String, _ arguments: [String] = [])
+            throws -> ProcessOutcome
+        {
+            try lab.coordinator(
+                ["migrate", vm, "--from", source, "--to", destination, "--policies", policies] + inventory + arguments,
+                environment: environment)
+        }
+
+        /// The same in the background.
+        func start(_ vm: String, from source: String, to destination: String, _ arguments: [String] = []) throws
+            -> RunningProcess
+        {
+            try lab.startCoordinator(
+                ["migrate", vm, "--from", source, "--to", destination, "--policies", policies] + inventory + arguments,
+                directory: directory, environment: environment)
+        }
+
+        func check(_ vm: String) throws -> ProcessOutcome {
+            try lab.coordinator(
+                ["check", vm, "--from", "src", "--to", "dst", "--json", "--policies", policies] + inventory,
+                environment: environment)
+        }
+
+        func abort(_ id: String) throws -> ProcessOutcome {
+            try lab.coordinator(["abort", id] + inventory, environment: environment)
+        }
+
+        func reconcile() throws -> ProcessOutcome {
+            try lab.coordinator(
+                ["reconcile", "--stale-after", "0", "--json", "--policies", policies] + inventory,
+                environment: environment)
+        }
+
+        /// `history` or `show` (they read only the history).
+        func read(_ arguments: [String]) throws -> ProcessOutcome {
+            try ProductRunner.run("vgpu-migrate", arguments, environment: environment)
+        }
+
+        func record(_ id: String) throws -> MigrationRecord {
+            try decodedJSON(MigrationRecord.self, from: try read(["show", id, "--json"]).standardOutput)
+        }
+    }
+
+    /// The shipped policies plus `slow`: 4 MiB/s, so the parked guest's 32 MiB take seconds to move.
+    func slowPolicies(in directory: URL) throws -> String {
+        try policiesWith(
+            "slow", from: "adaptive", in: directory,
+            [("  on_timeout: force-switchover", "  on_timeout: force-switchover\n  bandwidth_mib_per_s: 4")])
+    }
+
+    /// Waits until the migration's progress shows at least `percent` of the guest's memory sent.
+    func waitForTransfer(_ migration: RunningProcess, atLeast percent: Int) -> Bool {
+        migration.waitForLine(within: 180) { line in
+            guard line.hasPrefix("  migrating ("), let sent = line.range(of: "% sent") else { return false }
+            let digits = line[..<sent.lowerBound].reversed().prefix { $0.isNumber }
+            return Int(String(digits.reversed())).map { $0 >= percent } ?? false
+        } != nil
+    }
+
+    /// Migrates `vm` with `vgpu-migrate migrate --json` and checks everything the vGPU path must
+    /// leave behind; returns the mdev the VM carries on the destination.
+    func migrateAndVerify(
+        _ coordinator: Coordinator, _ vm: String, from source: String, to destination: String, carrying mdev: String
+    ) throws -> String {
+        let lab = coordinator.lab
+        let outcome = try coordinator.migrate(vm, from: source, to: destination, ["--json"])
+        #expect(outcome.status == 0, "\(outcome.standardError)")
+        let record = try decodedJSON(MigrationRecord.self, from: outcome.standardOutput)
+        #expect(record.state == .completed, "\(record.events.last?.reason ?? "")")
+        #expect(
+            record.events.map(\.to) == [.checking, .reserving, .migrating, .completing, .completed],
+            "\(record.events.map(\.to))")
+        // A new mdev, created on the destination by its agent writing to the real kernel.
+        let reservation = try #require(record.reservation)
+        #expect(reservation.host == destination && reservation.state == .committed)
+        let moved = try #require(reservation.devices.only).id
+        #expect(moved != mdev)
+        #expect(reservation.devices.first?.function == .named("mtty"))
+        #expect(try lab.mdevs(on: destination) == [moved])
+        #expect(
+            try lab.run(destination, "cat /sys/bus/mdev/devices/\(moved)/mdev_type/name").standardOutput
+                == "Dual port serial\n")
+        // The source's mdev was given back.
+        #expect(try lab.mdevs(on: source).isEmpty)
+        #expect(record.events.last?.details["source_vgpu"] == "released mdev \(mdev) on \(source)")
+        // mdevctl: the committed mdev is defined where the VM runs, the released one nowhere.
+        #expect(try lab.definedMdevs(on: destination) == [moved])
+        #expect(try lab.definedMdevs(on: source).isEmpty)
+        // The VM runs on the destination with its device: the rewritten XML, and QEMU's PCI bus.
+        #expect(try lab.runningDomains(on: destination) == [vm])
+        #expect(try lab.runningDomains(on: source).isEmpty)
+        let xml = try lab.virsh(destination, ["dumpxml", vm]).standardOutput
+        #expect(xml.contains("<address uuid='\(moved)'/>") && !xml.contains(mdev))
+        #expect(xml.contains("x-device-dirty-page-tracking"), "the mtty override must survive the rewrite")
+        let pci = try lab.virsh(destination, ["qemu-monitor-command", "--hmp", vm, "info pci"]).standardOutput
+        #expect(pci.contains("PCI device 4348:3253") && pci.contains("id \"ua-mtty0\""), "\(pci)")
+        // The device state moved: libvirt counted it, and mtty on the destination resumed it.
+        #expect((record.finalStats?.vfioDataTransferredBytes ?? 0) > 0)
+        let trace = try lab.run(destination, "dmesg | grep '\(moved)'").standardOutput
+        #expect(trace.contains("mtty_step_state: 4 -> 1"), "RESUMING → STOP not in mtty's trace: \(trace)")
+        return moved
+    }
+
+    @Test("a guest with an mtty mdev migrates src → dst → src: check, reserve, rewrite, move, commit, give back")
+    func roundTrip() async throws {
+        let lab = try #require(NestedLab.current)
+        let directory = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let vm = "nested-round"
+        defer { lab.reset() }
+        let coordinator = Coordinator(lab: lab, directory: directory)
+        let first = try lab.startGuest(vm)
+        #expect(try lab.mdevs(on: "src") == [first])
+        #expect(try lab.definedMdevs(on: "src") == [first])
+
+        let check = try coordinator.check(vm)
+        #expect(check.status == 0, "\(check.standardOutput)\(check.standardError)")
+        let report = try JSONDecoder().decode(CompatibilityReport.self, from: Data(check.standardOutput.utf8))
+        for id in ["versions.libvirt", "versions.qemu", "versions.kernel", "vgpu.type-offered", "vgpu.capacity"] {
+            #expect(report.findings.filter { $0.check == id }.allSatisfy { $0.severity == .pass }, "\(id)")
+        }
+        for id in ["gpu.board", "driver.version", "gpu.dirty-tracking"] {
+            #expect(report.findings.first { $0.check == id }?.severity == .notApplicable, "\(id)")
+        }
+
+        let second = try migrateAndVerify(coordinator, vm, from: "src", to: "dst", carrying: first)
+        let third = try migrateAndVerify(coordinator, vm, from: "dst", to: "src", carrying: second)
+        #expect(third != first)
+
+        let history = try coordinator.read(["history", "--json"])
+        let rows = try #require(
+            try JSONSerialization.jsonObject(with: Data(history.standardOutput.utf8)) as? [[String: Any]])
+        #expect(rows.map { $0["status"] as? String } == ["completed", "completed"])
+        #expect(rows.map { "\($0["source"] ?? "") → \($0["destination"] ?? "")" } == ["dst → src", "src → dst"])
+        let latest = try #require(rows.first?["id"] as? String)
+        let shown = try coordinator.read(["show", latest])
+        #expect(shown.standardOutput.contains("VFIO device state"), "\(shown.standardOutput)")
+        #expect(shown.standardOutput.contains("\(third)  mtty-2 on mtty"), "\(shown.standardOutput)")
+        for state in [
+            "requested → checking", "checking → reserving", "reserving → migrating", "migrating → completing",
+            "completing → completed",
+        ] {
+            #expect(shown.standardOutput.contains(state), "\(state)")
+        }
+    }
+
+    @Test("abort ID mid-migration: cancelled, the guest runs on src with its mdev, dst's reservation released")
+    func abortMidMigration() async throws {
+        let lab = try #require(NestedLab.current)
+        let directory = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let vm = "nested-abort"
+        defer { lab.reset() }
+        let coordinator = Coordinator(lab: lab, directory: directory, policies: try slowPolicies(in: directory))
+        let mdev = try lab.startGuest(vm)
+        let migration = try coordinator.start(vm, from: "src", to: "dst", ["--policy", "slow"])
+        defer { migration.stop() }
+        #expect(waitForTransfer(migration, atLeast: 10), "\(migration.standardOutput)\(migration.standardError)")
+        let id = try #require(migrationID(of: migration))
+        let abort = try coordinator.abort(id)
+        #expect(abort.status == 0, "\(abort.standardError)")
+        #expect(migration.waitForExit(within: 180) == 1, "\(migration.standardOutput)\(migration.standardError)")
+        #expect(migration.standardOutput.contains("cancelled: aborted by the operator"))
+
+        let record = try coordinator.record(id)
+        #expect(record.state == .cancelled)
+        let reservation = try #require(record.reservation)
+        #expect(reservation.state == .released)
+        // The agent says so, and the kernel: the reserved mdev is gone from dst's real sysfs.
+        let asked = try lab.agent("dst", get: "/v1/reservations/\(reservation.id)").standardOutput
+        #expect(asked.contains("\"state\":\"released\""), "\(asked)")
+        #expect(try lab.mdevs(on: "dst").isEmpty)
+        #expect(try lab.definedMdevs(on: "dst").isEmpty)
+        #expect(try lab.runningDomains(on: "dst").isEmpty)
+        // The guest never left src, with the mdev it had.
+        #expect(try lab.runningDomains(on: "src") == [vm])
+        #expect(try lab.mdevs(on: "src") == [mdev])
+        #expect(try lab.virsh("src", ["dumpxml", vm]).standardOutput.contains("<address uuid='\(mdev)'/>"))
+    }
+
+    @Test(
+        "dst's libvirtd killed mid-migration: failed, the guest on src, the reservation released, nothing left on dst")
+    func destinationDaemonKilled() async throws {
+        let lab = try #require(NestedLab.current)
+        let directory = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let vm = "nested-dstkill"
+        defer { lab.reset() }
+        let coordinator = Coordinator(lab: lab, directory: directory, policies: try slowPolicies(in: directory))
+        let mdev = try lab.startGuest(vm)
+        let migration = try coordinator.start(vm, from: "src", to: "dst", ["--policy", "slow"])
+        defer { migration.stop() }
+        #expect(waitForTransfer(migration, atLeast: 10), "\(migration.standardOutput)\(migration.standardError)")
+        #expect(try lab.run("dst", "kill -9 $(cat /run/libvirtd.pid)").status == 0)
+        #expect(migration.waitForExit(within: 300) == 1, "\(migration.standardOutput)\(migration.standardError)")
+        #expect(migration.standardOutput.contains("failed: "), "\(migration.standardOutput)")
+        let id = try #require(migrationID(of: migration))
+        let record = try coordinator.record(id)
+        #expect(record.state == .failed)
+        let reservation = try #require(record.reservation)
+        // The incoming QEMU the dead daemon left behind still holds dst's new mdev: the kernel
+        // would not remove it (the write to remove waits), so the agent does not try yet.
+        #expect(reservation.state == .releasing, "\(record.events.last?.reason ?? "")")
+        #expect(
+            record.events.last?.reason.contains("is held open by process") == true,
+            "\(record.events.last?.reason ?? "")")
+        // The daemon comes back (a host's service manager would restart it) and ends the
+        // incoming migration it lost; then the agent removes the mdev and releases the reservation.
+        #expect(try lab.run("dst", "libvirtd --listen --daemon --pid-file /run/libvirtd.pid").status == 0)
+        #expect(
+            await eventually(within: 120) {
+                (try? lab.agent("dst", get: "/v1/reservations/\(reservation.id)").standardOutput)?
+                    .contains("\"state\":\"released\"") == true
+            })
+        #expect(try lab.mdevs(on: "dst").isEmpty)
+        #expect(try lab.definedMdevs(on: "dst").isEmpty)
+        #expect(try lab.runningDomains(on: "dst").isEmpty)
+        #expect(try lab.run("dst", "pgrep -c qemu-system || true").standardOutput == "0\n")
+        #expect(try lab.runningDomains(on: "src") == [vm])
+        #expect(try lab.mdevs(on: "src") == [mdev])
+    }
+
+    @Test("the coordinator SIGKILLed mid-migration: reconcile settles it, nothing leaked on either host")
+    func coordinatorKilled() async throws {
+        let lab = try #require(NestedLab.current)
+        let directory = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let vm = "nested-crash"
+        defer { lab.reset() }
+        let coordinator = Coordinator(lab: lab, directory: directory, policies: try slowPolicies(in: directory))
+        let mdev = try lab.startGuest(vm)
+        let migration = try coordinator.start(vm, from: "src", to: "dst", ["--policy", "slow"])
+        defer { migration.stop() }
+        #expect(waitForTransfer(migration, atLeast: 10), "\(migration.standardOutput)\(migration.standardError)")
+        let id = try #require(migrationID(of: migration))
+        migration.kill()
+
+        let reconcile = try coordinator.reconcile()
+        #expect(reconcile.status == 0, "\(reconcile.standardOutput)\(reconcile.standardError)")
+        let settled = try #require(try decodedJSON([MigrationRecord].self, from: reconcile.standardOutput).only)
+        #expect(settled.id == id)
+        // libvirt drove the job on after the coordinator died; reconcile watched it to its end.
+        #expect(settled.state == .completed, "\(settled.events.last?.reason ?? "")")
+        let moved = try #require(settled.reservation?.devices.only).id
+        #expect(settled.reservation?.state == .committed)
+        // Exactly one mdev for the guest, where it runs; none left where it was.
+        #expect(try lab.runningDomains(on: "dst") == [vm])
+        #expect(try lab.runningDomains(on: "src").isEmpty)
+        #expect(try lab.mdevs(on: "dst") == [moved])
+        #expect(try lab.mdevs(on: "src").isEmpty, "src still has \(mdev)")
+        #expect(try lab.definedMdevs(on: "dst") == [moved])
+        #expect(try lab.definedMdevs(on: "src").isEmpty)
+        let reservations = try lab.agent("src", get: "/v1/reservations").standardOutput
+        #expect(!reservations.contains("\"state\":\"active\"") && !reservations.contains("\"state\":\"committed\""))
+    }
+
+    @Test("an mdev the source's agent did not make stays on the source, and the record says so")
+    func handMadeMdevStays() async throws {
+        let lab = try #require(NestedLab.current)
+        let directory = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let vm = "nested-hand"
+        defer { lab.reset() }
+        let mdev = try lab.startGuest(vm, mdevBy: "hand")
+        let outcome = try Coordinator(lab: lab, directory: directory).migrate(vm, from: "src", to: "dst", ["--json"])
+        #expect(outcome.status == 0, "\(outcome.standardError)")
+        let record = try decodedJSON(MigrationRecord.self, from: outcome.standardOutput)
+        #expect(record.state == .completed)
+        #expect(try lab.mdevs(on: "src") == [mdev])
+        #expect(
+            record.events.last?.details["source_vgpu"]
+                == "mdev \(mdev) stays on src: not created by its agent, left as it is")
+        let moved = try #require(record.reservation?.devices.only).id
+        #expect(try lab.mdevs(on: "dst") == [moved])
+    }
+}
