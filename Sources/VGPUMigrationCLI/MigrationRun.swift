@@ -143,21 +143,30 @@ struct MigrationRun {
             if record.finalStats == nil, let moved = try? await destination.hypervisor?.guestDomain(named: vm) {
                 record.finalStats = try? await moved.jobStats(completed: true).sample(at: Date())
             }
-            if let reservation = record.reservation, let agent = destination.agent {
-                record.intents.append(Intent(time: Date(), action: .commit, details: ["reservation": reservation.id]))
+            // The destination's commit and the source's give-back ask different hosts: they run side
+            // by side, each recorded as an intent before its call. The source's vGPU goes back
+            // whatever the commit answers: the VM has left the source, and an uncommitted
+            // reservation's device is never removed while the VM's QEMU holds it.
+            let committing = record.reservation.map(\.id)
+            if let committing, destination.agent != nil {
+                record.intents.append(Intent(time: Date(), action: .commit, details: ["reservation": committing]))
                 try await save(record)
-                do {
-                    record.reservation?.state = try await agent.commit(reservation.id).state
-                } catch {
-                    throw CommandFailure(
-                        "\(destination.name)'s agent did not commit reservation \(reservation.id): \(error)")
-                }
             }
+            async let committed = Self.commit(committing, on: destination.agent)
             let leftBehind = await SourceVGPURelease(agent: source.agent, hostName: source.name).run(
                 sources: vgpus.map(\.source)
             ) { id in
                 record.intents.append(Intent(time: Date(), action: .releaseSource, details: ["reservation": id]))
                 try await save(record)
+            }
+            switch await committed {
+            case .success(let reservation)?:
+                record.reservation?.state = reservation.state
+            case .failure(let error)?:
+                throw CommandFailure(
+                    "\(destination.name)'s agent did not commit reservation \(committing ?? ""): \(error)")
+            case nil:
+                break
             }
             try await move(
                 &record, to: .completed,
@@ -171,6 +180,16 @@ struct MigrationRun {
         case .cancelled:
             try await releaseReservation(&record)
             try await move(&record, to: .cancelled, "aborted by the operator; the VM stays on \(source.name)")
+        }
+    }
+
+    /// Commits reservation `id` on `agent`; nil when there is nothing to commit.
+    private static func commit(_ id: String?, on agent: (any HostAgent)?) async -> Result<Reservation, any Error>? {
+        guard let id, let agent else { return nil }
+        do {
+            return .success(try await agent.commit(id))
+        } catch {
+            return .failure(error)
         }
     }
 

@@ -237,7 +237,7 @@ struct MigrationRunTests {
     }
 
     @Test(
-        "the destination's agent is down after the switchover: unknown (not failed), nothing released; reconcile then commits"
+        "the destination's agent is down after the switchover: unknown (not failed), its reservation kept, the source's vGPU given back; reconcile then commits"
     )
     func commitFailureKeepsReservation() async throws {
         let bench = try await Bench()
@@ -252,7 +252,9 @@ struct MigrationRunTests {
         #expect(record.events.map(\.to) == [.checking, .reserving, .migrating, .completing, .unknown])
         let reason = try #require(record.events.last?.reason)
         #expect(reason.contains("the VM runs on dst") && reason.contains("vgpu-migrate reconcile"), "\(reason)")
-        #expect(record.intents.map(\.action) == [.reserve, .startMigration, .commit])
+        // The commit and the source's give-back run side by side: the VM has left the source.
+        #expect(record.intents.map(\.action) == [.reserve, .startMigration, .commit, .releaseSource])
+        #expect(!mdevs(in: bench.sourceTree).contains(sourceDevice))
         #expect(record.reservation?.state == .active)
         #expect(await bench.lab.guest("vm-commit", on: "dst")?.active == true)
         // The agent back (same tree and journal): the reservation is still there, its device too.
@@ -262,7 +264,7 @@ struct MigrationRunTests {
         #expect(try await operatorClient(url).reservations().map(\.state) == [.active])
         #expect(mdevs(in: bench.destinationTree) == [device])
         // Still unfinished in the history, so reconcile (also run before every migrate) takes it:
-        // the VM runs on dst, so the reservation is committed and the source vGPU given back.
+        // the VM runs on dst, so the reservation is committed.
         #expect(try await bench.store.unfinished().map(\.id) == [record.id])
         let hosts = FakeHosts(lab: bench.lab, agents: ["src": bench.sourceURL, "dst": url])
         let log = bench.lines
