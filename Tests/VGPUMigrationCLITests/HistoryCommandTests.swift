@@ -242,3 +242,16 @@ struct HistoryCommandTests {
         #expect(outcome.standardError.contains("the history store is not available"))
     }
 }
+
+@Suite("Byte sizes as show prints them")
+struct ByteSizeTextTests {
+    @Test(
+        "bytes, KiB, MiB and GiB with one decimal below 100",
+        arguments: [
+            (UInt64(0), "0 B"), (96, "96 B"), (1023, "1023 B"), (1024, "1.0 KiB"), (640_063, "625 KiB"),
+            (34_080_768, "32.5 MiB"), (3 << 20, "3.0 MiB"), (200 << 20, "200 MiB"), (8 << 30, "8.0 GiB"),
+        ])
+    func sizes(bytes: UInt64, text: String) {
+        #expect(byteSizeText(bytes) == text)
+    }
+}
