@@ -14,16 +14,9 @@ package struct NestedVFIOLab: SuiteTrait, TestScoping {
     package func provideScope(
         for test: Test, testCase: Test.Case?, performing function: @Sendable () async throws -> Void
     ) async throws {
-        await LabLock.shared.acquire()
-        do {
-            let lab = try NestedLab.up()
-            defer { lab.down() }
+        try await withLab(NestedLab.up, down: { $0.down() }) { lab in
             try await NestedLab.$current.withValue(lab) { try await function() }
-        } catch {
-            await LabLock.shared.release()
-            throw error
         }
-        await LabLock.shared.release()
     }
 }
 

@@ -34,6 +34,17 @@ package enum TestData {
         try String(contentsOf: url, encoding: .utf8)
     }
 
+    /// Runs `body` with a copy of the fixture host tree `name` (`Fixtures/hosts/NAME`) in a new
+    /// temporary directory, removed afterwards.
+    package static func withFixtureCopy(_ name: String, _ body: (URL) async throws -> Void) async throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("vgpu-tree-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let tree = directory.appendingPathComponent("tree")
+        try FileManager.default.copyItem(at: fixtures.appendingPathComponent("hosts/\(name)"), to: tree)
+        try await body(tree)
+    }
+
     /// Every file under `directory` whose name ends with `suffix`, sorted by path.
     package static func files(under directory: URL, suffix: String) throws -> [URL] {
         guard let enumerator = FileManager.default.enumerator(at: directory, includingPropertiesForKeys: nil) else {

@@ -8,19 +8,26 @@ package struct TwoHostLab: SuiteTrait, TestScoping {
     package func provideScope(
         for test: Test, testCase: Test.Case?, performing function: @Sendable () async throws -> Void
     ) async throws {
-        // One lab at a time: suites run in parallel in one process, and the lab guests and
-        // migrations of two labs would compete for this machine's few CPUs.
-        await LabLock.shared.acquire()
-        do {
-            let lab = try Lab.up()
-            defer { lab.down() }
+        try await withLab(Lab.up, down: { $0.down() }) { lab in
             try await Lab.$current.withValue(lab) { try await function() }
-        } catch {
-            await LabLock.shared.release()
-            throw error
         }
-        await LabLock.shared.release()
     }
+}
+
+/// Brings a lab up with `up`, runs `body` with it and brings it down with `down`, also when
+/// `body` throws. One lab at a time: suites run in parallel in one process, and the guests and
+/// migrations of two labs would compete for this machine's few CPUs.
+func withLab<L>(_ up: () throws -> L, down: (L) -> Void, _ body: (L) async throws -> Void) async throws {
+    await LabLock.shared.acquire()
+    do {
+        let lab = try up()
+        defer { down(lab) }
+        try await body(lab)
+    } catch {
+        await LabLock.shared.release()
+        throw error
+    }
+    await LabLock.shared.release()
 }
 
 /// A process-wide lock that suspends (never blocks a thread) until the lab is free.

@@ -16,7 +16,7 @@ struct GenericMdevAllocationTests {
 
     @Test("mtty's types share 24 ports, as the kernel counts them, from the real capture's state")
     func mttyPortsAreShared() async throws {
-        try await withTree("mtty") { tree in
+        try await TestData.withFixtureCopy("mtty") { tree in
             let sysfs = try SysfsEmulator(root: tree.path, catalog: try catalog())
             // The capture: one dual-port device, 22 single / 11 dual left.
             #expect(try available(sysfs, "mtty-1") == "22\n")
@@ -34,7 +34,7 @@ struct GenericMdevAllocationTests {
 
     @Test("an exhausted mtty refuses one more device the way the kernel does")
     func mttyExhausted() async throws {
-        try await withTree("mtty-empty") { tree in
+        try await TestData.withFixtureCopy("mtty-empty") { tree in
             let sysfs = try SysfsEmulator(root: tree.path, catalog: try catalog())
             for index in 0..<12 {
                 try sysfs.writeFile(
@@ -49,7 +49,7 @@ struct GenericMdevAllocationTests {
 
     @Test("the allocator plans mtty devices on the parent named mtty, with new UUIDs, and creates them")
     func allocatorOnMtty() async throws {
-        try await withTree("mtty-empty") { tree in
+        try await TestData.withFixtureCopy("mtty-empty") { tree in
             let sysfs = try SysfsEmulator(root: tree.path, catalog: try catalog())
             let allocator = VGPUAllocator(sysfs: sysfs, catalog: try catalog())
             let planned = try allocator.plan(typeID: "mtty-2", count: 2)
@@ -149,7 +149,7 @@ struct HeldDeviceTests {
 
     @Test("the emulator refuses to remove a held mdev (the kernel would wait for it to be closed)")
     func emulatorRefusesHeldRemoval() async throws {
-        try await withTree("mtty") { tree in
+        try await TestData.withFixtureCopy("mtty") { tree in
             let sysfs = try SysfsEmulator(root: tree.path, catalog: try catalog())
             let uuid = "3b0a18e6-f67a-4c67-b818-8ef8b8a31ece"
             let process = tree.appendingPathComponent("proc/77/fd")

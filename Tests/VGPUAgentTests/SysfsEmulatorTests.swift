@@ -11,16 +11,6 @@ func catalog() throws -> GPUBoardCatalog {
     return try GPUBoardCatalogFile.parse(try TestData.text(url), file: url.path)
 }
 
-/// A copy of a fixture tree, removed after `body`.
-func withTree(_ fixture: String, _ body: (URL) async throws -> Void) async throws {
-    let directory = FileManager.default.temporaryDirectory.appendingPathComponent("vgpu-emulator-\(UUID().uuidString)")
-    try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-    defer { try? FileManager.default.removeItem(at: directory) }
-    let tree = directory.appendingPathComponent("tree")
-    try FileManager.default.copyItem(at: TestData.fixtures.appendingPathComponent("hosts/\(fixture)"), to: tree)
-    try await body(tree)
-}
-
 func refused(_ message: String, _ body: () throws -> Void, sourceLocation: SourceLocation = #_sourceLocation) {
     #expect(sourceLocation: sourceLocation) {
         try body()
@@ -35,7 +25,7 @@ struct SysfsEmulatorTests {
 
     @Test("mdev create and remove: the errors the kernel gives, available_instances down and up")
     func mdevLifecycle() async throws {
-        try await withTree("t4-b") { tree in
+        try await TestData.withFixtureCopy("t4-b") { tree in
             let sysfs = try SysfsEmulator(root: tree.path, catalog: try catalog())
             let uuid = "0b9c1e2a-3f4d-4e5f-8a6b-7c8d9e0f1a2b"
             refused("Invalid argument") { try sysfs.writeFile("\(Self.t4Type)/nvidia-232/create", "not-a-uuid") }
@@ -64,7 +54,7 @@ struct SysfsEmulatorTests {
 
     @Test("SR-IOV mdev: a VF carries one vGPU; the other VFs follow homogeneity and max_instance")
     func sriovVFs() async throws {
-        try await withTree("a100-40gb") { tree in
+        try await TestData.withFixtureCopy("a100-40gb") { tree in
             let sysfs = try SysfsEmulator(root: tree.path, catalog: try catalog())
             // One A100-20C exists on 0000:ca:00.4; max_instance 2: one more fits, then none.
             try sysfs.writeFile(
@@ -92,7 +82,7 @@ struct SysfsEmulatorTests {
 
     @Test("vendor-specific VFs: current_vgpu_type takes a creatable type, EBUSY when taken, 0 frees")
     func vendorVFs() async throws {
-        try await withTree("l40s") { tree in
+        try await TestData.withFixtureCopy("l40s") { tree in
             let sysfs = try SysfsEmulator(root: tree.path, catalog: try catalog())
             let vf = "sys/bus/pci/devices/0000:41:00.6/nvidia"
             // 16Q is not offered while 8Q vGPUs exist on the GPU (homogeneity).
@@ -113,7 +103,7 @@ struct SysfsEmulatorTests {
 struct ReservationReconcileTests {
     @Test("after a crash mid-create the devices are removed; a vanished device marks the reservation lost")
     func reconcile() async throws {
-        try await withTree("t4-b") { tree in
+        try await TestData.withFixtureCopy("t4-b") { tree in
             let state = tree.deletingLastPathComponent().appendingPathComponent("state")
             let sysfs = try SysfsEmulator(root: tree.path, catalog: try catalog())
             let allocator = VGPUAllocator(sysfs: sysfs, catalog: try catalog())
@@ -177,7 +167,7 @@ final class TestClock: @unchecked Sendable {
 struct ReservationLeaseTests {
     @Test("an active reservation expires when its lease ends; a committed one never does")
     func leases() async throws {
-        try await withTree("t4-b") { tree in
+        try await TestData.withFixtureCopy("t4-b") { tree in
             let clock = TestClock()
             let sysfs = try SysfsEmulator(root: tree.path, catalog: try catalog())
             let book = try ReservationBook(

@@ -9,7 +9,7 @@ import VGPUTestSupport
 struct VGPUAllocatorTests {
     @Test("a type goes to the GPU already carrying it; another size goes to the empty GPU")
     func packing() async throws {
-        try await withTree("t4-dual") { tree in
+        try await TestData.withFixtureCopy("t4-dual") { tree in
             let allocator = VGPUAllocator(
                 sysfs: try SysfsEmulator(root: tree.path, catalog: try catalog()), catalog: try catalog())
             let same = try allocator.plan(typeID: "nvidia-232", count: 3)
@@ -27,7 +27,7 @@ struct VGPUAllocatorTests {
 
     @Test("with no GPU carrying the type, the emptiest GPU is chosen")
     func emptiest() async throws {
-        try await withTree("t4-dual") { tree in
+        try await TestData.withFixtureCopy("t4-dual") { tree in
             let allocator = VGPUAllocator(
                 sysfs: try SysfsEmulator(root: tree.path, catalog: try catalog()), catalog: try catalog())
             // nvidia-319 (T4-4C, 4 GB) fits on both GPUs; neither carries it; 0000:5e:00.0 is empty.
@@ -37,7 +37,7 @@ struct VGPUAllocatorTests {
 
     @Test("--max-instances caps a type per GPU")
     func policyLimit() async throws {
-        try await withTree("t4-a") { tree in
+        try await TestData.withFixtureCopy("t4-a") { tree in
             let sysfs = try SysfsEmulator(root: tree.path, catalog: try catalog())
             let allocator = VGPUAllocator(sysfs: sysfs, catalog: try catalog(), maxInstances: ["nvidia-232": 2])
             #expect(try allocator.plan(typeID: "nvidia-232", count: 1).count == 1)
@@ -52,7 +52,7 @@ struct VGPUAllocatorTests {
 
     @Test("on SR-IOV GPUs each device gets its own free VF offering the type")
     func sriov() async throws {
-        try await withTree("l40s") { tree in
+        try await TestData.withFixtureCopy("l40s") { tree in
             let allocator = VGPUAllocator(
                 sysfs: try SysfsEmulator(root: tree.path, catalog: try catalog()), catalog: try catalog())
             let planned = try allocator.plan(typeID: "1162", count: 4)

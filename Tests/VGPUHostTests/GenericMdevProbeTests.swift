@@ -50,7 +50,7 @@ struct GenericMdevProbeTests {
 
     @Test("an NVIDIA parent's description that is not key=value pairs is still an error naming the file")
     func nvidiaDescriptionStillChecked() async throws {
-        try await withCopy("t4-b") { tree in
+        try await TestData.withFixtureCopy("t4-b") { tree in
             let file = tree.appendingPathComponent(
                 "sys/devices/pci0000:3a/0000:3a:00.0/0000:3b:00.0/mdev_supported_types/nvidia-232/description")
             try "low_gm_size: 128MB\n".write(to: file, atomically: true, encoding: .utf8)
@@ -64,7 +64,7 @@ struct GenericMdevProbeTests {
 
     @Test("a parent name that cannot be a path component is skipped with a warning, not followed")
     func unsafeParentName() async throws {
-        try await withCopy("mtty-empty") { tree in
+        try await TestData.withFixtureCopy("mtty-empty") { tree in
             let bus = tree.appendingPathComponent("sys/class/mdev_bus")
             try FileManager.default.createDirectory(
                 at: bus.appendingPathComponent("bad name"), withIntermediateDirectories: true)
@@ -73,14 +73,4 @@ struct GenericMdevProbeTests {
             #expect(host.diagnostics.contains { $0.severity == .warning && $0.message.contains("'bad name'") })
         }
     }
-}
-
-/// A copy of a fixture tree, removed after `body`.
-func withCopy(_ fixture: String, _ body: (URL) async throws -> Void) async throws {
-    let directory = FileManager.default.temporaryDirectory.appendingPathComponent("vgpu-probe-\(UUID().uuidString)")
-    try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-    defer { try? FileManager.default.removeItem(at: directory) }
-    let tree = directory.appendingPathComponent("tree")
-    try FileManager.default.copyItem(at: TestData.fixtures.appendingPathComponent("hosts/\(fixture)"), to: tree)
-    try await body(tree)
 }

@@ -75,6 +75,18 @@ struct NestedVGPUMigrationTests {
             [("  on_timeout: force-switchover", "  on_timeout: force-switchover\n  bandwidth_mib_per_s: 4")])
     }
 
+    /// Starts the parked guest `vm` on src with an mdev from its agent and, in the background, its
+    /// migration to dst under the policy `slow`; returns once 10% of its memory is sent.
+    func startSlowMigration(_ lab: NestedLab, _ vm: String, in directory: URL) throws -> (
+        Coordinator, mdev: String, RunningProcess
+    ) {
+        let coordinator = Coordinator(lab: lab, directory: directory, policies: try slowPolicies(in: directory))
+        let mdev = try lab.startGuest(vm)
+        let migration = try coordinator.start(vm, from: "src", to: "dst", ["--policy", "slow"])
+        #expect(waitForTransfer(migration, atLeast: 10), "\(migration.standardOutput)\(migration.standardError)")
+        return (coordinator, mdev, migration)
+    }
+
     /// Waits until the migration's progress shows at least `percent` of the guest's memory sent.
     func waitForTransfer(_ migration: RunningProcess, atLeast percent: Int) -> Bool {
         migration.waitForLine(within: 180) { line in
@@ -178,11 +190,8 @@ struct NestedVGPUMigrationTests {
         defer { try? FileManager.default.removeItem(at: directory) }
         let vm = "nested-abort"
         defer { lab.reset() }
-        let coordinator = Coordinator(lab: lab, directory: directory, policies: try slowPolicies(in: directory))
-        let mdev = try lab.startGuest(vm)
-        let migration = try coordinator.start(vm, from: "src", to: "dst", ["--policy", "slow"])
+        let (coordinator, mdev, migration) = try startSlowMigration(lab, vm, in: directory)
         defer { migration.stop() }
-        #expect(waitForTransfer(migration, atLeast: 10), "\(migration.standardOutput)\(migration.standardError)")
         let id = try #require(migrationID(of: migration))
         let abort = try coordinator.abort(id)
         #expect(abort.status == 0, "\(abort.standardError)")
@@ -213,11 +222,8 @@ struct NestedVGPUMigrationTests {
         defer { try? FileManager.default.removeItem(at: directory) }
         let vm = "nested-dstkill"
         defer { lab.reset() }
-        let coordinator = Coordinator(lab: lab, directory: directory, policies: try slowPolicies(in: directory))
-        let mdev = try lab.startGuest(vm)
-        let migration = try coordinator.start(vm, from: "src", to: "dst", ["--policy", "slow"])
+        let (coordinator, mdev, migration) = try startSlowMigration(lab, vm, in: directory)
         defer { migration.stop() }
-        #expect(waitForTransfer(migration, atLeast: 10), "\(migration.standardOutput)\(migration.standardError)")
         #expect(try lab.run("dst", "kill -9 $(cat /run/libvirtd.pid)").status == 0)
         #expect(migration.waitForExit(within: 300) == 1, "\(migration.standardOutput)\(migration.standardError)")
         #expect(migration.standardOutput.contains("failed: "), "\(migration.standardOutput)")
@@ -254,11 +260,8 @@ struct NestedVGPUMigrationTests {
         defer { try? FileManager.default.removeItem(at: directory) }
         let vm = "nested-crash"
         defer { lab.reset() }
-        let coordinator = Coordinator(lab: lab, directory: directory, policies: try slowPolicies(in: directory))
-        let mdev = try lab.startGuest(vm)
-        let migration = try coordinator.start(vm, from: "src", to: "dst", ["--policy", "slow"])
+        let (coordinator, mdev, migration) = try startSlowMigration(lab, vm, in: directory)
         defer { migration.stop() }
-        #expect(waitForTransfer(migration, atLeast: 10), "\(migration.standardOutput)\(migration.standardError)")
         let id = try #require(migrationID(of: migration))
         migration.kill()
 

@@ -68,3 +68,17 @@ package enum DeviceAddress: Sendable, Hashable, Comparable, Codable, CustomStrin
         try container.encode(description)
     }
 }
+
+extension KeyedDecodingContainer {
+    /// The device address at `key` of a vGPU of `interface`; a vendor-specific vGPU is its VF, so
+    /// its address must be a PCI function.
+    func decodeFunction(_ key: Key, of interface: VGPUInterface) throws -> DeviceAddress {
+        let function = try decode(DeviceAddress.self, forKey: key)
+        if interface == .vendorVFIO && function.pciAddress == nil {
+            throw DecodingError.dataCorruptedError(
+                forKey: key, in: self,
+                debugDescription: "a vendor-specific vGPU's function must be a PCI address, not '\(function)'")
+        }
+        return function
+    }
+}

@@ -128,17 +128,12 @@ package struct ExistingVGPU: Sendable, Hashable, Codable {
 
     package init(from decoder: any Decoder) throws {
         let container = try decoder.container(keyedBy: CodingKeys.self)
+        let interface = try container.decode(VGPUInterface.self, forKey: .interface)
         self.init(
-            id: try container.decode(String.self, forKey: .id),
-            interface: try container.decode(VGPUInterface.self, forKey: .interface),
+            id: try container.decode(String.self, forKey: .id), interface: interface,
             typeID: try container.decode(String.self, forKey: .typeID),
             typeName: try container.decodeIfPresent(String.self, forKey: .typeName),
-            function: try container.decode(DeviceAddress.self, forKey: .function))
-        if interface == .vendorVFIO && function.pciAddress == nil {
-            throw DecodingError.dataCorruptedError(
-                forKey: .function, in: container,
-                debugDescription: "a vendor-specific vGPU's function must be a PCI address, not '\(function)'")
-        }
+            function: try container.decodeFunction(.function, of: interface))
     }
 
     /// How a guest refers to this vGPU in its `<hostdev>`.

@@ -102,17 +102,12 @@ package struct ReservedDevice: Sendable, Hashable, Codable {
 
     package init(from decoder: any Decoder) throws {
         let container = try decoder.container(keyedBy: CodingKeys.self)
+        let interface = try container.decode(VGPUInterface.self, forKey: .interface)
         self.init(
-            id: try container.decode(String.self, forKey: .id),
-            interface: try container.decode(VGPUInterface.self, forKey: .interface),
+            id: try container.decode(String.self, forKey: .id), interface: interface,
             typeID: try container.decode(String.self, forKey: .typeID),
-            function: try container.decode(DeviceAddress.self, forKey: .function),
+            function: try container.decodeFunction(.function, of: interface),
             gpu: try container.decode(DeviceAddress.self, forKey: .gpu))
-        if interface == .vendorVFIO && function.pciAddress == nil {
-            throw DecodingError.dataCorruptedError(
-                forKey: .function, in: container,
-                debugDescription: "a vendor-specific vGPU's function must be a PCI address, not '\(function)'")
-        }
     }
 
     /// How the guest's `<hostdev>` refers to this device on the destination.
