@@ -199,11 +199,10 @@ package actor ReservationBook {
         var held: [String] = []
         do {
             for device in reservation.devices {
-                let holders = try allocator.holders(of: device)
-                if holders.isEmpty {
-                    try allocator.remove(device)
+                if let holders = try heldOpen(device) {
+                    held.append(holders)
                 } else {
-                    held.append("\(device.id) is held open by " + holders.map(\.description).joined(separator: ", "))
+                    try allocator.remove(device)
                 }
             }
         } catch {
@@ -223,12 +222,15 @@ package actor ReservationBook {
 
     /// Who holds the reservation's devices open, in words; nil when no process does.
     private func heldDevices(of reservation: Reservation) throws -> String? {
-        var held: [String] = []
-        for device in reservation.devices {
-            let holders = try allocator.holders(of: device)
-            if !holders.isEmpty { held.append("\(device.id) by " + holders.map(\.description).joined(separator: ", ")) }
-        }
+        let held = try reservation.devices.compactMap { device in try heldOpen(device) }
         return held.isEmpty ? nil : held.joined(separator: "; ")
+    }
+
+    /// `UUID is held open by process 236 (qemu-system-x86)`; nil when no process holds `device`.
+    private func heldOpen(_ device: ReservedDevice) throws(SysfsError) -> String? {
+        let holders = try allocator.holders(of: device)
+        return holders.isEmpty
+            ? nil : "\(device.id) is held open by " + holders.map(\.description).joined(separator: ", ")
     }
 
     /// The migration succeeded: the devices stay and the lease no longer applies.
@@ -261,7 +263,10 @@ package actor ReservationBook {
     @discardableResult
     package func expireDue() -> [Reservation] {
         var changed: [Reservation] = []
-        for var reservation in reservations.values.sorted(by: { $0.createdAt < $1.createdAt }) {
+        let due = reservations.values.filter { reservation in
+            reservation.state == .releasing || (reservation.state == .active && reservation.leaseExpiresAt <= now())
+        }
+        for var reservation in due.sorted(by: { $0.createdAt < $1.createdAt }) {
             do {
                 switch reservation.state {
                 case .releasing:
@@ -269,8 +274,7 @@ package actor ReservationBook {
                     if ended.state == .released { changed.append(ended) }
                 case .active where reservation.leaseExpiresAt <= now():
                     if let held = try heldDevices(of: reservation) {
-                        let note =
-                            "the lease ended while \(held) holds it open: kept until it is committed or released"
+                        let note = "the lease ended while \(held): kept until it is committed or released"
                         if reservation.reason != note {
                             reservation.reason = note
                             reservation.updatedAt = now()

@@ -34,10 +34,11 @@ package final class SysfsEmulator: SysfsIO, @unchecked Sendable {
         self.catalog = catalog
         let inventory = try SysfsHostProbe(sysfs: tree, catalog: catalog).inventory()
         for gpu in inventory.gpus {
-            for function in gpu.functions where function.interface == .mdev && !gpu.isNVIDIA {
-                emptyCapacity[function.address] = Self.emptyPool(function: function, vgpus: gpu.vgpus)
-            }
-            for function in gpu.functions where function.interface == .mdev && gpu.isNVIDIA {
+            for function in gpu.functions where function.interface == .mdev {
+                guard gpu.isNVIDIA else {
+                    emptyCapacity[function.address] = Self.emptyPool(function: function, vgpus: gpu.vgpus)
+                    continue
+                }
                 var capacities: [String: Int] = [:]
                 for offer in function.offers {
                     // An empty GPU shows its empty capacity; otherwise max_instance (1 per VF).
@@ -131,8 +132,9 @@ package final class SysfsEmulator: SysfsIO, @unchecked Sendable {
     private func removeMdev(uuid: String, value: String, path: String) throws(SysfsError) {
         guard let target = try tree.readLink("sys/bus/mdev/devices/\(uuid)") else { throw error(path, ENOENT) }
         guard value == "1" else { throw error(path, EINVAL) }
-        let mdev = ReservedDevice(id: uuid, interface: .mdev, typeID: "", function: .named("-"), gpu: .named("-"))
-        guard try VGPUAllocator.holders(of: mdev, in: tree).isEmpty else { throw error(path, EBUSY) }
+        guard try VGPUAllocator.holders(ofDeviceAt: "sys/bus/mdev/devices/\(uuid)", in: tree).isEmpty else {
+            throw error(path, EBUSY)
+        }
         let device = "sys/" + target.split(separator: "/").drop { $0 == ".." }.joined(separator: "/")
         remove("sys/bus/mdev/devices/\(uuid)")
         remove(device)

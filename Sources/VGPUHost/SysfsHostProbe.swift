@@ -84,9 +84,7 @@ package struct SysfsHostProbe: Sendable {
                     remedy: "the pre-flight check compares it with the 5.18.0 minimum"))
         }
         let driver = try driverVersion()
-        // Hosts whose mediated devices are all of other kinds (mtty, another vendor's GPU) have
-        // no NVIDIA driver to report.
-        if driver == nil && (built.gpus.isEmpty || built.gpus.contains(where: \.isNVIDIA)) {
+        if driver == nil && HostInventory.expectsNVIDIADriver(built.gpus) {
             diagnostics.append(
                 Diagnostic(
                     .warning,
@@ -119,7 +117,7 @@ package struct SysfsHostProbe: Sendable {
                 } catch {
                     // NVIDIA's driver always writes key=value pairs; other drivers write
                     // descriptions of their own (or none), which carry nothing this tool uses.
-                    if pci?.vendor == PCIIdentity.nvidiaVendorID || typeID.hasPrefix("nvidia-") {
+                    if PhysicalGPU.isNVIDIA(pci: pci, board: nil, interface: .mdev, typeIDs: [typeID]) {
                         throw SysfsError(path: path("\(typeDirectory)/description"), message: error.message)
                     }
                 }

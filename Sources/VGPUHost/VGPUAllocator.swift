@@ -103,13 +103,14 @@ package struct VGPUAllocator: Sendable {
     /// does: the write to `remove` waits until it is closed. Found as `fuser` finds them, through
     /// `proc/PID/fd`; a process that ends or cannot be read while looked at is passed over.
     package func holders(of device: ReservedDevice) throws(SysfsError) -> [DeviceHolder] {
-        try Self.holders(of: device, in: sysfs)
+        try Self.holders(
+            ofDeviceAt: device.interface == .mdev
+                ? "sys/bus/mdev/devices/\(device.id)" : "sys/bus/pci/devices/\(device.function)",
+            in: sysfs)
     }
 
-    /// The processes that hold `device` open in the tree `sysfs`.
-    static func holders(of device: ReservedDevice, in sysfs: any SysfsIO) throws(SysfsError) -> [DeviceHolder] {
-        let base =
-            device.interface == .mdev ? "sys/bus/mdev/devices/\(device.id)" : "sys/bus/pci/devices/\(device.function)"
+    /// The processes that hold the device whose sysfs directory is `base` open in the tree `sysfs`.
+    static func holders(ofDeviceAt base: String, in sysfs: any SysfsIO) throws(SysfsError) -> [DeviceHolder] {
         var nodes: Set<String> = []
         if let group = try sysfs.readLink("\(base)/iommu_group")?.split(separator: "/").last {
             nodes.insert("/dev/vfio/\(group)")

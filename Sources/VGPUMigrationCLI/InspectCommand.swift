@@ -76,8 +76,7 @@ package enum InventoryReport {
         out += "Host \(inventory.hostname ?? "(name unknown)")  (\(sourceText))\n"
         var facts: [String] = []
         facts.append("kernel \(inventory.kernelRelease ?? "unknown")")
-        if inventory.nvidiaDriverVersion != nil || inventory.gpus.isEmpty || inventory.gpus.contains(where: \.isNVIDIA)
-        {
+        if inventory.nvidiaDriverVersion != nil || HostInventory.expectsNVIDIADriver(inventory.gpus) {
             facts.append("NVIDIA driver \(inventory.nvidiaDriverVersion ?? "unknown")")
         }
         if let libvirt = inventory.libvirtVersion { facts.append("libvirt \(libvirt)") }

@@ -303,7 +303,8 @@ package enum CompatibilityRules {
                                 : "give the host a libvirt URI in the inventory"))
                     continue
                 }
-                if version < check.minimum, check.id == "versions.kernel",
+                let isKernel = check.id == "versions.kernel"
+                if version < check.minimum, isKernel,
                     let backport = policy.kernelBackports.first(where: { $0.matches(text) })
                 {
                     findings.append(
@@ -315,9 +316,9 @@ package enum CompatibilityRules {
                     findings.append(
                         CompatibilityFinding(
                             check.id, .fail,
-                            "\(check.label) \(check.id == "versions.kernel" ? text : version.description) on \(name) is below \(check.minimum), the minimum for vGPU live migration",
+                            "\(check.label) \(isKernel ? text : version.description) on \(name) is below \(check.minimum), the minimum for vGPU live migration",
                             remedy: "\(check.hint) on \(name) to \(check.minimum) or later"
-                                + (check.id == "versions.kernel"
+                                + (isKernel
                                     ? "; a distribution kernel that carries the VFIO live-migration backport belongs in kernel-backports.yaml"
                                     : "")))
                 } else {

@@ -229,8 +229,15 @@ package struct PhysicalGPU: Sendable, Hashable, Codable {
     /// host driver version, framebuffer dirty tracking) apply to its vGPUs, and to no other
     /// mediated device (mtty's virtual parent, another vendor's PCI device).
     package var isNVIDIA: Bool {
+        Self.isNVIDIA(pci: pci, board: board, interface: interface, typeIDs: vgpuTypes.map(\.type.id))
+    }
+
+    /// The test behind ``isNVIDIA``, for what a source of host facts saw before the GPU is built.
+    package static func isNVIDIA(
+        pci: PCIIdentity?, board: GPUBoard?, interface: VGPUInterface, typeIDs: some Sequence<String>
+    ) -> Bool {
         interface == .vendorVFIO || board != nil || pci?.vendor == PCIIdentity.nvidiaVendorID
-            || vgpuTypes.contains { $0.type.id.hasPrefix("nvidia-") }
+            || typeIDs.contains { $0.hasPrefix("nvidia-") }
     }
 }
 
@@ -311,4 +318,10 @@ package struct HostInventory: Sendable, Hashable, Codable {
 
     /// All vGPUs on the host.
     package var vgpus: [ExistingVGPU] { gpus.flatMap(\.vgpus) }
+
+    /// Whether an NVIDIA host driver belongs on a host with `gpus`: one is an NVIDIA GPU, or none
+    /// was found (a host whose mediated devices are all of other kinds has no NVIDIA driver).
+    package static func expectsNVIDIADriver(_ gpus: [PhysicalGPU]) -> Bool {
+        gpus.isEmpty || gpus.contains(where: \.isNVIDIA)
+    }
 }

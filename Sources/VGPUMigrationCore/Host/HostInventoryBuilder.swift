@@ -81,9 +81,8 @@ package enum HostInventoryBuilder {
             }
 
             let board = catalog.identify(pci: pci, vgpuTypeNames: types.values.compactMap(\.name))
-            let nvidia =
-                pci?.vendor == PCIIdentity.nvidiaVendorID || board != nil || members.first?.interface == .vendorVFIO
-                || types.keys.contains { $0.hasPrefix("nvidia-") }
+            let nvidia = PhysicalGPU.isNVIDIA(
+                pci: pci, board: board, interface: members.first!.interface, typeIDs: types.keys)
             if board == nil, pci?.vendor == PCIIdentity.nvidiaVendorID {
                 diagnostics.append(
                     Diagnostic(
@@ -108,8 +107,7 @@ package enum HostInventoryBuilder {
             var capacities: [VGPUTypeCapacity] = []
             for info in types.values.sorted(by: { $0.sortKey < $1.sortKey }) {
                 let used = named.filter { $0.typeID == info.id }.count
-                let maxInstances =
-                    info.descriptionMaxInstances ?? info.profile.flatMap { board?.maxInstances(of: $0) }
+                let maxInstances = info.descriptionMaxInstances ?? info.profile.flatMap { board?.maxInstances(of: $0) }
                 let slots: Int
                 if sriov {
                     slots =
