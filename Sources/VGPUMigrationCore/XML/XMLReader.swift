@@ -6,7 +6,14 @@
 /// numeric character references. Everything else is an ``XMLSyntaxError`` naming the line
 /// and column. Each element and attribute value keeps its byte range so callers can edit
 /// the source without re-serialising it.
+///
+/// Elements nest at most ``maximumDepth`` levels, as libxml2 (which libvirt uses) allows by
+/// default: a deeper document is refused at the first element past the limit, so a hostile
+/// document cannot exhaust the stack.
 package enum XMLReader {
+    /// How deep elements may nest: libxml2's default limit (`xmlParserMaxDepth`).
+    package static let maximumDepth = 256
+
     /// Parses a document with exactly one root element.
     package static func parseDocument(_ text: String) throws(XMLSyntaxError) -> XMLDocument {
         var cursor = Cursor(bytes: Array(text.utf8))
@@ -34,6 +41,8 @@ private struct Cursor {
     var offset = 0
     var line = 1
     var lineStart = 0
+    /// Elements open around the one being read.
+    var depth = 0
 
     init(bytes: [UInt8]) {
         self.bytes = bytes
@@ -166,6 +175,13 @@ private struct Cursor {
     mutating func parseElement() throws(XMLSyntaxError) -> XMLElement {
         let start = offset
         let startPosition = position
+        guard depth < XMLReader.maximumDepth else {
+            throw error(
+                "elements nest more than \(XMLReader.maximumDepth) levels deep here (the limit libxml2 and libvirt apply)"
+            )
+        }
+        depth += 1
+        defer { depth -= 1 }
         advance()  // '<'
         let name = try parseName()
         var attributes: [XMLAttribute] = []

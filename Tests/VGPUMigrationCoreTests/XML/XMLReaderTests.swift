@@ -54,4 +54,33 @@ struct XMLReaderTests {
         let elements = try XMLReader.parseElements("<device><name>a</name></device>\n<device><name>b</name></device>\n")
         #expect(elements.map { $0.child("name")?.trimmedText } == ["a", "b"])
     }
+
+    /// `levels` nested elements, one per line: `<a>` on line 1 … line `levels`.
+    static func nested(_ levels: Int) -> String {
+        String(repeating: "<a>\n", count: levels) + String(repeating: "</a>", count: levels)
+    }
+
+    @Test("reads elements nested as deep as libxml2 allows")
+    func readsNestingAtTheLimit() throws {
+        var element = try XMLReader.parseDocument(Self.nested(XMLReader.maximumDepth)).root
+        var levels = 1
+        while let child = element.children.first {
+            element = child
+            levels += 1
+        }
+        #expect(levels == 256)
+    }
+
+    @Test(
+        "refuses nesting past the limit at the first element too deep, without exhausting the stack",
+        arguments: [257, 5_000, 200_000])
+    func refusesDeepNesting(levels: Int) {
+        let text = Self.nested(levels)
+        let isDepthError = { (error: any Error) -> Bool in
+            guard let error = error as? XMLSyntaxError else { return false }
+            return error.position == XMLPosition(line: 257, column: 1) && error.message.contains("more than 256 levels")
+        }
+        #expect(performing: { _ = try XMLReader.parseDocument(text) }, throws: isDepthError)
+        #expect(performing: { _ = try XMLReader.parseElements(text) }, throws: isDepthError)
+    }
 }
