@@ -1,4 +1,5 @@
 import Foundation
+import VGPUPolicies
 
 /// What a bearer token may do.
 package enum AgentRole: String, Sendable, Comparable {
@@ -23,9 +24,9 @@ package struct AgentTokens: Sendable {
     package static func load(path: String) throws(AgentTokenFileError) -> AgentTokens {
         let text: String
         do {
-            text = try String(contentsOfFile: path, encoding: .utf8)
+            text = try TextFile.read(path)
         } catch {
-            throw AgentTokenFileError(message: "cannot read the token file \(path): \(error.localizedDescription)")
+            throw AgentTokenFileError(message: "cannot read the token file \(path): \(error)")
         }
         var entries: [(AgentRole, String)] = []
         for (index, rawLine) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {

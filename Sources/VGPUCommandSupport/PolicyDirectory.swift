@@ -53,10 +53,11 @@ package enum PolicyDirectory {
         let url = directory.appendingPathComponent(GPUBoardCatalogFile.fileName)
         let text: String
         do {
-            text = try String(contentsOf: url, encoding: .utf8)
+            text = try TextFile.read(url.path)
         } catch {
             throw CommandFailure(
-                "cannot read \(url.path): \(error.localizedDescription)", exitCode: CommandFailure.usageOrConfiguration)
+                "cannot read \(url.path): \(error)", remedy: error.remedy,
+                exitCode: CommandFailure.usageOrConfiguration)
         }
         do {
             return try GPUBoardCatalogFile.parse(text, file: url.path)
@@ -81,12 +82,9 @@ package enum PolicyDirectory {
         var policy: MigrationPolicy
         do {
             policy = try MigrationPolicyFile.parseMigrationPolicy(
-                try String(contentsOf: url, encoding: .utf8), name: name, file: url.path)
-        } catch let error as PolicyFileError {
-            throw CommandFailure(error.description, exitCode: CommandFailure.usageOrConfiguration)
+                try TextFile.readPolicyFile(url.path), name: name, file: url.path)
         } catch {
-            throw CommandFailure(
-                "cannot read \(url.path): \(error.localizedDescription)", exitCode: CommandFailure.usageOrConfiguration)
+            throw CommandFailure(error.description, exitCode: CommandFailure.usageOrConfiguration)
         }
         policy.checks.kernelBackports = try kernelBackports(in: directory)
         return policy
@@ -109,14 +107,11 @@ package enum PolicyDirectory {
         let url = directory.appendingPathComponent(KernelBackportsFile.fileName)
         guard FileManager.default.fileExists(atPath: url.path) else { return [] }
         do {
-            return try KernelBackportsFile.parse(try String(contentsOf: url, encoding: .utf8), file: url.path)
-        } catch let error as PolicyFileError {
+            return try KernelBackportsFile.parse(try TextFile.readPolicyFile(url.path), file: url.path)
+        } catch {
             throw CommandFailure(
                 error.description, remedy: "fix the kernel backport table",
                 exitCode: CommandFailure.usageOrConfiguration)
-        } catch {
-            throw CommandFailure(
-                "cannot read \(url.path): \(error.localizedDescription)", exitCode: CommandFailure.usageOrConfiguration)
         }
     }
 }

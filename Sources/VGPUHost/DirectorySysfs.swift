@@ -29,10 +29,11 @@ package struct DirectorySysfs: SysfsIO {
         } catch {
             throw SysfsError(path: url.path, message: "cannot be read (\(error.localizedDescription))")
         }
-        guard let text = String(data: data, encoding: .utf8) else {
-            throw SysfsError(path: url.path, message: "is not text (\(data.count) bytes that are not UTF-8)")
+        do {
+            return try UTF8Text.decode(data)
+        } catch {
+            throw SysfsError(path: url.path, message: "is not text the kernel writes: \(error)")
         }
-        return text
     }
 
     package func listDirectory(_ path: String) throws(SysfsError) -> [String]? {

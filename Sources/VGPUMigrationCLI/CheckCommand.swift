@@ -147,10 +147,10 @@ struct CheckCommand: AsyncParsableCommand {
         if let domainXML {
             let text: String
             do {
-                text = try String(contentsOfFile: domainXML, encoding: .utf8)
+                text = try TextFile.read(domainXML)
             } catch {
                 throw CommandFailure(
-                    "cannot read --domain-xml \(domainXML): \(error.localizedDescription)",
+                    "cannot read --domain-xml \(domainXML): \(error)", remedy: error.remedy,
                     exitCode: CommandFailure.usageOrConfiguration)
             }
             let domain: GuestDomain

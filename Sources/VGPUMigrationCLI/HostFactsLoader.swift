@@ -23,16 +23,16 @@ struct HostFactsLoader {
     /// Reads a snapshot written by `vgpu-migrate inspect --json`.
     func snapshot(_ path: String, name: String) throws(CommandFailure) -> LoadedHost {
         let url = URL(fileURLWithPath: path, relativeTo: baseDirectory)
-        let data: Data
+        let text: String
         do {
-            data = try Data(contentsOf: url)
+            text = try TextFile.read(url.path)
         } catch {
             throw CommandFailure(
-                "cannot read host facts \(url.path): \(error.localizedDescription)",
+                "cannot read host facts \(url.path): \(error)", remedy: error.remedy,
                 exitCode: CommandFailure.usageOrConfiguration)
         }
         do {
-            return LoadedHost(name: name, facts: try JSONDecoder().decode(HostInventory.self, from: data))
+            return LoadedHost(name: name, facts: try JSONDecoder().decode(HostInventory.self, from: Data(text.utf8)))
         } catch {
             throw CommandFailure(
                 "\(url.path) is not a host snapshot: \(describe(error))",
@@ -115,11 +115,10 @@ extension HostFactsLoader {
         if let credentials = host.credentials {
             let path = URL(fileURLWithPath: credentials, relativeTo: baseDirectory).path
             do {
-                token = try String(contentsOfFile: path, encoding: .utf8).trimmingCharacters(
-                    in: .whitespacesAndNewlines)
+                token = try TextFile.read(path).trimmingCharacters(in: .whitespacesAndNewlines)
             } catch {
                 throw CommandFailure(
-                    "cannot read the agent credentials of \(label) (\(path)): \(error.localizedDescription)",
+                    "cannot read the agent credentials of \(label) (\(path)): \(error)",
                     exitCode: CommandFailure.usageOrConfiguration)
             }
         }

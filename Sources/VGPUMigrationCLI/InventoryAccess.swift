@@ -16,11 +16,11 @@ enum InventoryAccess {
         let path = try self.path(explicit)
         let text: String
         do {
-            text = try String(contentsOfFile: path, encoding: .utf8)
+            text = try TextFile.read(path)
         } catch {
             throw CommandFailure(
-                "cannot read the inventory \(path): \(error.localizedDescription)",
-                remedy: "pass --inventory FILE, or --source-facts/--dest-facts snapshots",
+                "cannot read the inventory \(path): \(error)",
+                remedy: error.remedy ?? "pass --inventory FILE, or --source-facts/--dest-facts snapshots",
                 exitCode: CommandFailure.usageOrConfiguration)
         }
         do {

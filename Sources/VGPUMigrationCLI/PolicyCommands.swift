@@ -72,7 +72,7 @@ struct PolicyShowCommand: AsyncParsableCommand {
 
     func run() async throws {
         let (_, url) = try directory.load(name)
-        print(try String(contentsOf: url, encoding: .utf8), terminator: "")
+        print(try TextFile.readPolicyFile(url.path), terminator: "")
     }
 }
 

@@ -79,12 +79,6 @@ package enum CoordinatorConfigFile {
         } else {
             return nil
         }
-        let text: String
-        do {
-            text = try String(contentsOfFile: path, encoding: .utf8)
-        } catch {
-            throw PolicyFileError(file: path, message: "cannot read the settings file: \(error.localizedDescription)")
-        }
-        return try parse(text, file: path)
+        return try parse(try TextFile.readPolicyFile(path), file: path)
     }
 }

@@ -149,6 +149,30 @@ struct CheckCommandTests {
         #expect(outcome.standardError.contains(fragment), "\(outcome.standardError)")
     }
 
+    @Test("a domain XML nested too deep or not UTF-8 is refused with the file, the place and the cause (exit 2)")
+    func hostileDomainXML() throws {
+        let directory = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let a = try snapshot("t4-a", into: directory)
+        let deep = directory.appendingPathComponent("deep.xml")
+        // 5,000 levels crashed the reader (it recursed per level); libxml2 stops at 256.
+        try Data(
+            ("<domain type='kvm'><name>vm-t4</name>\n<devices>\n" + String(repeating: "<a>\n", count: 5_000)
+                + String(repeating: "</a>", count: 5_000) + "</devices></domain>\n").utf8
+        ).write(to: deep)
+        let latin1 = directory.appendingPathComponent("latin1.xml")
+        try Data(Array("<domain type='kvm'>\n  <name>caf".utf8) + [0xE9] + Array("</name>\n</domain>\n".utf8))
+            .write(to: latin1)
+        for (file, expected) in [
+            (deep, "deep.xml: domain XML, line 257, column 1: elements nest more than 256 levels deep"),
+            (latin1, "latin1.xml: not UTF-8: byte 32 (line 2, column 12) is 0xE9, 'é' in Latin-1"),
+        ] {
+            let outcome = try check(["vm-t4", "--source-facts", a, "--dest-facts", a, "--domain-xml", file.path])
+            #expect(outcome.status == 2, "\(outcome.standardOutput)\(outcome.standardError)")
+            #expect(outcome.standardError.contains(expected), "\(outcome.standardError)")
+        }
+    }
+
     @Test("a malformed inventory names the file and line")
     func malformedInventory() throws {
         let directory = try temporaryDirectory()
