@@ -138,6 +138,9 @@ package struct VGPUAgentCommand: AsyncParsableCommand {
             book = try ReservationBook(
                 allocator: allocator, stateDirectory: URL(fileURLWithPath: stateDirectory),
                 persistence: persistMdevs ? MdevctlPersistence(executable: mdevctl) : nil)
+            for warning in await book.openingWarnings {
+                CommandRunner.writeStandardError("vgpu-agent: warning: \(warning)")
+            }
             let settled = try await book.reconcile()
             for reservation in settled {
                 CommandRunner.writeStandardError(

@@ -16,6 +16,8 @@ package actor ReservationBook {
     /// Counters for /metrics.
     package private(set) var createdTotal = 0
     package private(set) var refusedForCapacityTotal = 0
+    /// What opening the journal found and mended (a torn last line), for the agent to log.
+    package private(set) var openingWarnings: [String] = []
 
     /// Opens the book in `stateDirectory`, then reconciles the journal with what the host shows:
     /// a reservation interrupted while creating is rolled back (failed); an active one whose
@@ -31,21 +33,31 @@ package actor ReservationBook {
         try FileManager.default.createDirectory(at: stateDirectory, withIntermediateDirectories: true)
         self.journal = stateDirectory.appendingPathComponent("reservations.jsonl")
         var loaded: [String: Reservation] = [:]
+        var torn = false
         if let data = FileManager.default.contents(atPath: journal.path) {
             let decoder = JSONDecoder()
-            for (index, line) in data.split(separator: UInt8(ascii: "\n")).enumerated() {
+            let lines = data.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: false)
+            for (index, line) in lines.enumerated() where !line.isEmpty {
                 do {
                     let reservation = try decoder.decode(Reservation.self, from: Data(line))
                     loaded[reservation.id] = reservation
                 } catch {
-                    // A torn last line (crash mid-write) is dropped; anything else is corruption.
-                    if index < data.split(separator: UInt8(ascii: "\n")).count - 1 {
+                    // Every line is written whole with its newline: a last line without one was
+                    // cut short by a crash while it was written, and its change never happened.
+                    // Any other line that does not read is corruption.
+                    guard index == lines.count - 1 else {
                         throw ReservationError.corruptJournal("line \(index + 1) of \(journal.path): \(error)")
                     }
+                    openingWarnings.append(
+                        "the last line of \(journal.path) (line \(index + 1), \(line.count) bytes) was cut short by a "
+                            + "crash while it was written; its change did not happen and the line was dropped")
                 }
             }
+            torn = !data.isEmpty && data.last != UInt8(ascii: "\n")
         }
         self.reservations = loaded
+        // Rewritten whole, so the next line is not appended to a torn one.
+        if torn { try Self.writeJournal(Self.ordered(loaded.values), to: journal) }
     }
 
     /// Settles the journal against the host; call once after opening. Returns what changed.
@@ -149,8 +161,10 @@ package actor ReservationBook {
     }
 
     /// All reservations, oldest first.
-    package func all() -> [Reservation] {
-        reservations.values.sorted { ($0.createdAt, $0.id) < ($1.createdAt, $1.id) }
+    package func all() -> [Reservation] { Self.ordered(reservations.values) }
+
+    private static func ordered(_ reservations: some Sequence<Reservation>) -> [Reservation] {
+        reservations.sorted { ($0.createdAt, $0.id) < ($1.createdAt, $1.id) }
     }
 
     /// Removes the devices and ends the reservation; while a process holds one open it is
@@ -323,14 +337,16 @@ package actor ReservationBook {
     }
 
     /// Rewrites the journal with one line per reservation (atomically).
-    private func compact() throws {
-        let encoder = Self.journalEncoder()
+    private func compact() throws { try Self.writeJournal(all(), to: journal) }
+
+    private static func writeJournal(_ reservations: [Reservation], to journal: URL) throws {
+        let encoder = journalEncoder()
         var data = Data()
-        for reservation in all() {
+        for reservation in reservations {
             data.append(try encoder.encode(reservation))
             data.append(UInt8(ascii: "\n"))
         }
-        try data.write(to: journal, options: .atomic)
+        try AtomicFile.replace(journal, with: data, durable: true)
     }
 
     /// The journal keeps dates as numbers, to the sub-second (the API shows ISO 8601).

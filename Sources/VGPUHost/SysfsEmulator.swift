@@ -19,7 +19,17 @@ import VGPUMigrationCore
 /// - an mdev parent of another kind (the sample driver mtty, another vendor's GPU) has one pool
 ///   its types draw from in proportion to their counts on an empty parent: mtty's 24 ports make
 ///   24 single-port or 12 dual-port devices, and one dual-port device leaves 22 and 11.
+///
+/// A process killed at any instant leaves a tree the next emulator reads: every file is replaced
+/// whole (``AtomicFile``), an mdev is built under a temporary name and appears with its
+/// `sys/bus/mdev/devices` link, and before its first change the emulator keeps what the empty
+/// devices offer in `.vgpu-emulator.json` at the root. An emulator opened on a tree it changed
+/// before removes what a killed one left half done (temporary files, an mdev without its bus
+/// link) and rewrites the counts from the devices there.
 package final class SysfsEmulator: SysfsIO, @unchecked Sendable {
+    /// The file at the root that holds what the empty devices offer.
+    package static let stateFileName = ".vgpu-emulator.json"
+
     private let tree: DirectorySysfs
     private let catalog: GPUBoardCatalog
     private let lock = NSLock()
@@ -27,11 +37,26 @@ package final class SysfsEmulator: SysfsIO, @unchecked Sendable {
     private var emptyCapacity: [DeviceAddress: [String: Int]] = [:]
     /// Every vendor-VF type a GPU offers when empty, by GPU: id → name.
     private var vendorTypes: [DeviceAddress: [(id: Int, name: String)]] = [:]
+    /// Whether the state file is written (always before the tree's first change).
+    private var stateSaved = false
 
-    /// Reads the tree's current state as the starting point.
+    /// Reads the tree's current state as the starting point; on a tree an emulator changed
+    /// before, its saved state, after settling what a killed emulator left.
     package init(root: String, catalog: GPUBoardCatalog) throws(SysfsError) {
         self.tree = DirectorySysfs(root: root)
         self.catalog = catalog
+        if let state = try Self.loadState(tree) {
+            for (address, capacities) in state.emptyCapacity {
+                if let address = DeviceAddress(address) { emptyCapacity[address] = capacities }
+            }
+            for (address, types) in state.vendorTypes {
+                if let address = DeviceAddress(address) { vendorTypes[address] = types.map { ($0.id, $0.name) } }
+            }
+            stateSaved = true
+            try repair()
+            try recompute()
+            return
+        }
         let inventory = try SysfsHostProbe(sysfs: tree, catalog: catalog).inventory()
         for gpu in inventory.gpus {
             for function in gpu.functions where function.interface == .mdev {
@@ -85,6 +110,10 @@ package final class SysfsEmulator: SysfsIO, @unchecked Sendable {
     package func writeFile(_ path: String, _ value: String) throws(SysfsError) {
         lock.lock()
         defer { lock.unlock() }
+        if !stateSaved {
+            try saveState()
+            stateSaved = true
+        }
         let parts = path.split(separator: "/").map(String.init)
         let value = value.trimmingXMLWhitespace()
         if parts.count == 7, parts[0...2] == ["sys", "class", "mdev_bus"], parts[4] == "mdev_supported_types",
@@ -115,8 +144,12 @@ package final class SysfsEmulator: SysfsIO, @unchecked Sendable {
         guard available > 0 else { throw error(path, EUSERS) }
         let parentDirectory = try realDirectory(of: "sys/class/mdev_bus/\(parent)")
         let device = "\(parentDirectory)/\(uuid)"
-        try make(directory: device)
-        try make(link: "\(device)/mdev_type", to: "../mdev_supported_types/\(type)")
+        // Built beside its final place under a temporary name, so a half-made device never
+        // carries the UUID; the bus link, last, makes it exist.
+        let staging = "\(parentDirectory)/.\(uuid)\(AtomicFile.temporaryMarker)"
+        remove(staging)
+        try make(directory: staging)
+        try make(link: "\(staging)/mdev_type", to: "../mdev_supported_types/\(type)")
         var groups: [Int] = []
         for name in try tree.listDirectory("sys/bus/mdev/devices") ?? [] {
             if let group = try tree.readLink("sys/bus/mdev/devices/\(name)/iommu_group")?.split(separator: "/").last {
@@ -124,8 +157,9 @@ package final class SysfsEmulator: SysfsIO, @unchecked Sendable {
             }
         }
         let up = String(repeating: "../", count: device.split(separator: "/").count - 1)
-        try make(link: "\(device)/iommu_group", to: "\(up)kernel/iommu_groups/\((groups.max() ?? -1) + 1)")
-        try make(file: "\(device)/remove", contents: "")
+        try make(link: "\(staging)/iommu_group", to: "\(up)kernel/iommu_groups/\((groups.max() ?? -1) + 1)")
+        try make(file: "\(staging)/remove", contents: "")
+        try move(staging, to: device)
         try make(link: "sys/bus/mdev/devices/\(uuid)", to: "../../../" + device.dropFirst("sys/".count))
     }
 
@@ -136,8 +170,13 @@ package final class SysfsEmulator: SysfsIO, @unchecked Sendable {
             throw error(path, EBUSY)
         }
         let device = "sys/" + target.split(separator: "/").drop { $0 == ".." }.joined(separator: "/")
+        // The bus link goes first: from then on the device is gone, whatever is left of it.
         remove("sys/bus/mdev/devices/\(uuid)")
-        remove(device)
+        let leaving =
+            device.split(separator: "/").dropLast().joined(separator: "/") + "/.\(uuid)\(AtomicFile.temporaryMarker)"
+        remove(leaving)
+        try move(device, to: leaving)
+        remove(leaving)
     }
 
     private func setVendorType(vf: PCIAddress, value: String, path: String) throws(SysfsError) {
@@ -208,6 +247,75 @@ package final class SysfsEmulator: SysfsIO, @unchecked Sendable {
         }
     }
 
+    // MARK: After a kill
+
+    /// Removes what an emulator killed mid-change left: temporary files and directories, an
+    /// mdev directory without its bus link (made but not linked, or unlinked but not removed)
+    /// and a bus link to no directory.
+    private func repair() throws(SysfsError) {
+        var directories: [String] = []
+        for parent in try tree.listDirectory("sys/class/mdev_bus") ?? [] {
+            let parentDirectory = try realDirectory(of: "sys/class/mdev_bus/\(parent)")
+            directories.append(parentDirectory)
+            let types = "sys/class/mdev_bus/\(parent)/mdev_supported_types"
+            directories += (try tree.listDirectory(types) ?? []).map { "\(types)/\($0)" }
+            for name in try tree.listDirectory(parentDirectory) ?? [] where canonicalUUID(name) == name {
+                if try tree.readLink("sys/bus/mdev/devices/\(name)") == nil { remove("\(parentDirectory)/\(name)") }
+            }
+        }
+        for device in try tree.listDirectory("sys/bus/pci/devices") ?? [] {
+            directories.append("sys/bus/pci/devices/\(device)/nvidia")
+        }
+        for directory in directories {
+            for name in try tree.listDirectory(directory) ?? [] where AtomicFile.isTemporary(name) {
+                remove("\(directory)/\(name)")
+            }
+        }
+        for uuid in try tree.listDirectory("sys/bus/mdev/devices") ?? []
+        where (try? tree.listDirectory("sys/bus/mdev/devices/\(uuid)")) == nil {
+            remove("sys/bus/mdev/devices/\(uuid)")
+        }
+    }
+
+    /// What the empty devices offer, as saved before the tree's first change.
+    private struct SavedState: Codable {
+        struct VendorType: Codable {
+            var id: Int
+            var name: String
+        }
+        var emptyCapacity: [String: [String: Int]]
+        var vendorTypes: [String: [VendorType]]
+    }
+
+    private static func loadState(_ tree: DirectorySysfs) throws(SysfsError) -> SavedState? {
+        let url = tree.root.appendingPathComponent(stateFileName)
+        guard let data = FileManager.default.contents(atPath: url.path) else { return nil }
+        do {
+            return try JSONDecoder().decode(SavedState.self, from: data)
+        } catch {
+            throw SysfsError(
+                path: url.path,
+                message: "is not the emulator's saved state (\(error)); remove it only with the tree it was saved with")
+        }
+    }
+
+    private func saveState() throws(SysfsError) {
+        let state = SavedState(
+            emptyCapacity: Dictionary(uniqueKeysWithValues: emptyCapacity.map { ($0.key.description, $0.value) }),
+            vendorTypes: Dictionary(
+                uniqueKeysWithValues: vendorTypes.map {
+                    ($0.key.description, $0.value.map { .init(id: $0.id, name: $0.name) })
+                }))
+        let url = url(Self.stateFileName)
+        do {
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.sortedKeys]
+            try AtomicFile.replace(url, with: try encoder.encode(state))
+        } catch {
+            throw SysfsError(path: url.path, message: "cannot write: \(error)")
+        }
+    }
+
     // MARK: Parents of other kinds: one shared pool
 
     /// Each type's count on the empty parent, from what it shows now: every device of type u
@@ -262,11 +370,19 @@ package final class SysfsEmulator: SysfsIO, @unchecked Sendable {
         }
     }
 
+    /// Replaces the file whole, when its content changes.
     private func make(file path: String, contents: String) throws(SysfsError) {
+        if (try? tree.readFile(path)) == contents { return }
         do {
-            try contents.write(to: url(path), atomically: false, encoding: .utf8)
+            try AtomicFile.replace(url(path), with: contents.utf8)
         } catch {
-            throw SysfsError(path: url(path).path, message: "cannot write: \(error.localizedDescription)")
+            throw SysfsError(path: url(path).path, message: "cannot write: \(error)")
+        }
+    }
+
+    private func move(_ path: String, to destination: String) throws(SysfsError) {
+        guard rename(url(path).path, url(destination).path) == 0 else {
+            throw SysfsError(path: url(path).path, message: "cannot rename: \(String(cString: strerror(errno)))")
         }
     }
 

@@ -145,6 +145,94 @@ struct ReservationReconcileTests {
     }
 }
 
+@Suite("after a kill")
+struct KilledWriterTests {
+    static let types = "sys/class/mdev_bus/0000:3b:00.0/mdev_supported_types"
+
+    @Test("a torn last journal line is dropped with a warning, and the next line is not appended to it")
+    func tornJournalLine() async throws {
+        try await TestData.withFixtureCopy("t4-b") { tree in
+            let state = tree.deletingLastPathComponent().appendingPathComponent("state")
+            let allocator = VGPUAllocator(
+                sysfs: try SysfsEmulator(root: tree.path, catalog: try catalog()), catalog: try catalog())
+            func request(_ owner: String) -> ReservationRequest {
+                ReservationRequest(
+                    typeID: "nvidia-232", count: 1, owner: owner, leaseSeconds: 600, idempotencyKey: owner)
+            }
+            let (a, _) = try await ReservationBook(allocator: allocator, stateDirectory: state).reserve(request("a"))
+            // A kill while the next line was written leaves part of it and no newline.
+            let journal = state.appendingPathComponent("reservations.jsonl")
+            let whole = try Data(contentsOf: journal)
+            try (whole + Data(#"{"created_at":785750400,"devices":[{"fun"#.utf8)).write(to: journal)
+
+            let reopened = try ReservationBook(allocator: allocator, stateDirectory: state)
+            let warnings = await reopened.openingWarnings
+            #expect(warnings.count == 1 && warnings[0].contains("line 3, 40 bytes) was cut short"), "\(warnings)")
+            #expect(await reopened.all().map(\.id) == [a.id])
+            let (b, _) = try await reopened.reserve(request("b"))
+
+            let again = try ReservationBook(allocator: allocator, stateDirectory: state)
+            #expect(await again.openingWarnings.isEmpty)
+            #expect(Set(await again.all().map(\.id)) == [a.id, b.id])
+        }
+    }
+
+    @Test("a line that does not read before the last one is damage, and the agent refuses to guess")
+    func damagedJournalLine() async throws {
+        try await TestData.withFixtureCopy("t4-b") { tree in
+            let state = tree.deletingLastPathComponent().appendingPathComponent("state")
+            try FileManager.default.createDirectory(at: state, withIntermediateDirectories: true)
+            try Data("{not json\n{}\n".utf8).write(to: state.appendingPathComponent("reservations.jsonl"))
+            let allocator = VGPUAllocator(
+                sysfs: try SysfsEmulator(root: tree.path, catalog: try catalog()), catalog: try catalog())
+            #expect {
+                _ = try ReservationBook(allocator: allocator, stateDirectory: state)
+            } throws: { error in
+                "\(error)".contains("the reservation journal is damaged: line 1 of")
+            }
+        }
+    }
+
+    @Test("an emulator opened on a tree a killed one left half changed settles it from the devices there")
+    func settlesHalfDoneChanges() async throws {
+        try await TestData.withFixtureCopy("t4-b") { tree in
+            let emulator = try SysfsEmulator(root: tree.path, catalog: try catalog())
+            let kept = "0b9c1e2a-3f4d-4e5f-8a6b-7c8d9e0f1a2b"
+            try emulator.writeFile("\(Self.types)/nvidia-232/create", kept)
+            let counts = try emulator.readFile("\(Self.types)/nvidia-232/available_instances")
+            #expect(FileManager.default.fileExists(atPath: tree.appendingPathComponent(".vgpu-emulator.json").path))
+
+            // What kills at different instants leave: a device being built, a device made but
+            // not linked, a file being replaced, a count not yet rewritten, a link to nothing.
+            let parent = try #require(try emulator.readLink("sys/class/mdev_bus/0000:3b:00.0"))
+            let parentDirectory = tree.appendingPathComponent("sys/class/mdev_bus").appendingPathComponent(parent)
+                .standardizedFileURL
+            let building = parentDirectory.appendingPathComponent(".11111111-2222-4333-8444-555555555555.vgpu-tmp")
+            let unlinked = parentDirectory.appendingPathComponent("66666666-7777-4888-8999-aaaaaaaaaaaa")
+            for directory in [building, unlinked] {
+                try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+            }
+            let typeDirectory = tree.appendingPathComponent("\(Self.types)/nvidia-232")
+            try Data("1\n".utf8).write(to: typeDirectory.appendingPathComponent(".available_instances.vgpu-tmp.4242"))
+            try Data("7\n".utf8).write(to: typeDirectory.appendingPathComponent("available_instances"))
+            try FileManager.default.createSymbolicLink(
+                atPath: tree.appendingPathComponent("sys/bus/mdev/devices/bbbbbbbb-cccc-4ddd-8eee-ffffffffffff").path,
+                withDestinationPath: "../../../devices/gone")
+
+            let reopened = try SysfsEmulator(root: tree.path, catalog: try catalog())
+            #expect(try reopened.listDirectory("sys/bus/mdev/devices") == [kept])
+            #expect(try reopened.readFile("\(Self.types)/nvidia-232/available_instances") == counts)
+            for leftover in [
+                building, unlinked, typeDirectory.appendingPathComponent(".available_instances.vgpu-tmp.4242"),
+            ] {
+                #expect(!FileManager.default.fileExists(atPath: leftover.path), "\(leftover.path)")
+            }
+            try reopened.writeFile("sys/bus/mdev/devices/\(kept)/remove", "1")
+            #expect(try reopened.listDirectory("sys/bus/mdev/devices") == [])
+        }
+    }
+}
+
 /// A clock the test moves by hand.
 final class TestClock: @unchecked Sendable {
     private let lock = NSLock()
