@@ -79,6 +79,6 @@ package enum CoordinatorConfigFile {
         } else {
             return nil
         }
-        return try parse(try TextFile.readPolicyFile(path), file: path)
+        return try parse(try TextFile.readPolicyFile(path, what: "the settings file"), file: path)
     }
 }

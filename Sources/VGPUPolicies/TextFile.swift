@@ -42,13 +42,13 @@ package enum TextFileError: Error, Sendable, CustomStringConvertible {
 extension TextFile {
     /// Reads a policy, inventory or settings file: a failure names the file, and for a byte that
     /// is not UTF-8 its line and column, as the files' other errors do.
-    package static func readPolicyFile(_ path: String) throws(PolicyFileError) -> String {
+    package static func readPolicyFile(_ path: String, what: String = "the file") throws(PolicyFileError) -> String {
         do {
             return try read(path)
         } catch {
             switch error {
             case .unreadable(let reason):
-                throw PolicyFileError(file: path, message: "cannot read the file: \(reason)")
+                throw PolicyFileError(file: path, message: "cannot read \(what): \(reason)")
             case .notUTF8(let error):
                 throw PolicyFileError(file: path, line: error.line, column: error.column, message: error.description)
             }
