@@ -78,9 +78,9 @@ package enum AgentServer {
             }
             let reservationRequest: ReservationRequest
             do {
-                reservationRequest = try JSONDecoder().decode(ReservationRequest.self, from: Data(buffer: body))
-            } catch {
-                return failure(.badRequest, "bad_request", "the body is not a reservation request: \(describe(error))")
+                reservationRequest = try ReservationRequest.decode(body: Data(buffer: body))
+            } catch let error as ReservationRequestError {
+                return failure(.badRequest, "bad_request", error.message)
             }
             do {
                 let (reservation, created) = try await book.reserve(reservationRequest)
@@ -241,17 +241,5 @@ struct BearerAuthMiddleware: RouterMiddleware {
         } catch let error as HTTPError where error.status == .notFound {
             return AgentServer.failure(.notFound, "not_found", "no such route: \(request.method) \(request.uri.path)")
         }
-    }
-}
-
-/// A decoding error in one line.
-func describe(_ error: any Error) -> String {
-    guard let error = error as? DecodingError else { return "\(error)" }
-    switch error {
-    case .keyNotFound(let key, _): return "missing '\(key.stringValue)'"
-    case .typeMismatch(_, let context), .valueNotFound(_, let context), .dataCorrupted(let context):
-        let path = context.codingPath.map(\.stringValue).joined(separator: ".")
-        return path.isEmpty ? context.debugDescription : "\(path): \(context.debugDescription)"
-    @unknown default: return "\(error)"
     }
 }

@@ -35,7 +35,7 @@ struct HostFactsLoader {
             return LoadedHost(name: name, facts: try JSONDecoder().decode(HostInventory.self, from: Data(text.utf8)))
         } catch {
             throw CommandFailure(
-                "\(url.path) is not a host snapshot: \(describe(error))",
+                "\(url.path) is not a host snapshot: \(describeDecodingFailure(error))",
                 remedy: "write one with 'vgpu-migrate inspect --json > FILE'",
                 exitCode: CommandFailure.usageOrConfiguration)
         }
@@ -150,22 +150,4 @@ extension HostFactsLoader {
             }
         }
     }
-}
-
-/// A decoding error in a line an operator can act on.
-func describe(_ error: any Error) -> String {
-    guard let error = error as? DecodingError else { return "\(error)" }
-    switch error {
-    case .keyNotFound(let key, let context):
-        return "missing '\(key.stringValue)' at \(path(context))"
-    case .typeMismatch(_, let context), .valueNotFound(_, let context), .dataCorrupted(let context):
-        return "\(context.debugDescription) at \(path(context))"
-    @unknown default:
-        return "\(error)"
-    }
-}
-
-private func path(_ context: DecodingError.Context) -> String {
-    let text = context.codingPath.map { $0.intValue.map { "[\($0)]" } ?? ".\($0.stringValue)" }.joined()
-    return text.isEmpty ? "the top level" : text
 }

@@ -1,4 +1,6 @@
+import struct Foundation.Data
 import struct Foundation.Date
+import class Foundation.JSONDecoder
 
 /// A request to reserve vGPUs on a host for a migration.
 package struct ReservationRequest: Sendable, Hashable, Codable {
@@ -42,6 +44,27 @@ package struct ReservationRequest: Sendable, Hashable, Codable {
         }
         return nil
     }
+}
+
+extension ReservationRequest {
+    /// Reads the body of `POST /v1/reservations` as the agent receives it: a JSON object with
+    /// the request's keys, then the request's own checks (``problem``).
+    package static func decode(body: Data) throws(ReservationRequestError) -> ReservationRequest {
+        let request: ReservationRequest
+        do {
+            request = try JSONDecoder().decode(ReservationRequest.self, from: body)
+        } catch {
+            throw ReservationRequestError(
+                message: "the body is not a reservation request: \(describeDecodingFailure(error))")
+        }
+        if let problem = request.problem { throw ReservationRequestError(message: problem) }
+        return request
+    }
+}
+
+/// A reservation request body that cannot be taken, and why.
+package struct ReservationRequestError: Error, Sendable, Hashable {
+    package var message: String
 }
 
 /// An mdev type id (`nvidia-232`, letters, digits, `-`, `_`) or a decimal vGPU type number;
