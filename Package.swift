@@ -87,6 +87,11 @@ let package = Package(
         .executableTarget(name: "vgpu-migrate", dependencies: ["VGPUMigrationCLI"]),
         .executableTarget(name: "vgpu-agent", dependencies: ["VGPUAgent"]),
 
+        // Fuzz targets for every reader of outside input; scripts/fuzz builds `vgpu-fuzz` for
+        // libFuzzer (-DVGPU_FUZZING), a plain build replays inputs through a target.
+        .target(name: "VGPUFuzzTargets", dependencies: ["VGPUMigrationCore", "VGPUHost", "VGPUPolicies"]),
+        .executableTarget(name: "vgpu-fuzz", dependencies: ["VGPUFuzzTargets", "VGPUMigrationCore"]),
+
         // Benchmarks (not tests): bench/history-bench fills a history and times `history` queries.
         .executableTarget(
             name: "history-bench",
@@ -114,6 +119,11 @@ let package = Package(
         .testTarget(
             name: "VGPUMigrationStorageTests",
             dependencies: ["VGPUMigrationStorage", "VGPUTestSupport", .product(name: "GRDB", package: "GRDB.swift")]
+        ),
+        .testTarget(
+            name: "VGPUFuzzTargetsTests",
+            dependencies: ["VGPUFuzzTargets", "VGPUHost", "VGPUPolicies", "VGPUTestSupport"],
+            exclude: ["Regressions"]
         ),
         .testTarget(
             name: "VGPUAgentTests",
