@@ -80,28 +80,28 @@ package struct MemorySysfs: SysfsIO {
     /// nil when some part does not exist.
     private func resolve(_ path: String, followLast: Bool) throws(SysfsError) -> String? {
         var pending = Array(Self.components(path).reversed())
-        var resolved: [String] = []
+        var resolved = ""
         var hops = 0
         while let part = pending.popLast() {
             if part == "." { continue }
             if part == ".." {
-                _ = resolved.popLast()
+                resolved = resolved.lastIndex(of: "/").map { String(resolved[..<$0]) } ?? ""
                 continue
             }
-            let candidate = (resolved + [part]).joined(separator: "/")
+            let candidate = resolved.isEmpty ? part : "\(resolved)/\(part)"
             guard let node = nodes[candidate] else { return nil }
             if case .link(let target) = node, followLast || !pending.isEmpty {
                 hops += 1
                 guard hops <= Self.maximumLinkHops else {
                     throw SysfsError(path: "/\(path)", message: "too many levels of symbolic links")
                 }
-                if target.hasPrefix("/") { resolved = [] }
+                if target.hasPrefix("/") { resolved = "" }
                 pending += Self.components(target).reversed()
                 continue
             }
-            resolved.append(part)
+            resolved = candidate
         }
-        return resolved.joined(separator: "/")
+        return resolved
     }
 
     package var rootDescription: String { "a tree in memory" }
