@@ -70,7 +70,7 @@ struct HistoryCommand: AsyncParsableCommand {
         abstract: "List migrations, newest first.",
         discussion: """
             --since takes a time (2026-11-25, 2026-11-25T10:00:00Z) or an age (30m, 12h, 7d). --host matches \
-            the source or the destination. --json prints the rows as a JSON array (documented in README.md).
+            the source or the destination. --json prints the rows as a JSON array (documented in docs/history.md).
             """
     )
 
@@ -156,7 +156,7 @@ struct ShowCommand: AsyncParsableCommand {
         abstract:
             "Show one migration: every transition, downtime step, the final job statistics, findings, reservation.",
         discussion:
-            "ID may be shortened to any unique prefix. --json prints the whole record (documented in README.md)."
+            "ID may be shortened to any unique prefix. --json prints the whole record (documented in docs/history.md)."
     )
 
     @OptionGroup var database: DatabaseOption

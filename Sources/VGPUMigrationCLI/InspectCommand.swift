@@ -19,7 +19,7 @@ struct InspectCommand: AsyncParsableCommand {
 
             'free' is how many more vGPUs of the type can be created on that physical GPU now: it \
             honours the SR-IOV VF count, the type's max_instance and homogeneity (time-sliced vGPUs on \
-            one GPU must share one framebuffer size). --json prints the shape documented in README.md.
+            one GPU must share one framebuffer size). --json prints the shape documented in docs/inspect-and-check.md.
             """
     )
 

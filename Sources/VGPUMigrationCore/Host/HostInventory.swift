@@ -257,7 +257,7 @@ package struct InventorySource: Sendable, Hashable, Codable {
 }
 
 /// Everything known about a host's vGPUs: GPUs, types and capacity, existing vGPUs, driver
-/// and kernel. The JSON form is `vgpu-migrate inspect --json` (see README).
+/// and kernel. The JSON form is `vgpu-migrate inspect --json` (see docs/inspect-and-check.md).
 package struct HostInventory: Sendable, Hashable, Codable {
     /// Version of the JSON shape.
     package var schemaVersion: Int = 1
