@@ -156,12 +156,19 @@ struct ShowCommand: AsyncParsableCommand {
         abstract:
             "Show one migration: every transition, downtime step, the final job statistics, findings, reservation.",
         discussion:
-            "ID may be shortened to any unique prefix. --json prints the whole record (documented in docs/history.md)."
+            "ID may be shortened to any unique prefix. --json prints the whole record (documented in docs/history.md); "
+            + "--svg FILE also draws it."
     )
 
     @OptionGroup var database: DatabaseOption
     @Argument(help: "Migration id, or a unique prefix of it.") var id: String
     @Flag(name: .customLong("json"), help: "Print JSON.") var json = false
+    @Option(
+        name: .customLong("svg"),
+        help: ArgumentHelp(
+            "Also draw the migration as SVG into FILE: data remaining, transfer and dirty rate, downtime limit "
+                + "over time, passes, transitions, achieved downtime.", valueName: "file"))
+    var svg: String?
 
     func validate() throws {
         try HistoryText.validateMigrationID(id)
@@ -169,6 +176,16 @@ struct ShowCommand: AsyncParsableCommand {
 
     func run() async throws {
         let record = try await database.migration(id, in: try await database.open(forReadingOnly: true))
+        if let svg {
+            do {
+                try MigrationChart(record: record).svg.write(
+                    to: URL(fileURLWithPath: svg), atomically: true, encoding: .utf8)
+            } catch {
+                throw CommandFailure(
+                    "cannot write the chart to \(svg): \(error.localizedDescription)",
+                    exitCode: CommandFailure.usageOrConfiguration)
+            }
+        }
         if json {
             print(try HistoryText.json(record))
         } else {

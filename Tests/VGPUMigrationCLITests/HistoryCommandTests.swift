@@ -133,6 +133,25 @@ struct HistoryCommandTests {
         #expect(record.events.map(\.to) == [.checking, .failed])
     }
 
+    @Test("show --svg draws the migration into a file that reads as SVG; an unwritable path is exit 2")
+    func svg() async throws {
+        let directory = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let (path, records) = try await historyDatabase(in: directory)
+        let file = directory.appendingPathComponent("chart.svg")
+        let outcome = try ProductRunner.run(
+            "vgpu-migrate", ["show", "000000a0", "--database", path, "--svg", file.path])
+        #expect(outcome.status == 0, "\(outcome.standardError)")
+        #expect(outcome.standardOutput.contains("Migration \(records[0].id)"))
+        let svg = try String(contentsOf: file, encoding: .utf8)
+        #expect(svg == MigrationChart(record: records[0]).svg)
+        #expect(try XMLReader.parseDocument(svg).root.name == "svg")
+        let refused = try ProductRunner.run(
+            "vgpu-migrate", ["show", "000000a0", "--database", path, "--svg", "/nonexistent/chart.svg"])
+        #expect(
+            refused.status == 2 && refused.standardError.contains("cannot write the chart to /nonexistent/chart.svg"))
+    }
+
     @Test(
         "bad input: clear errors and non-zero exits",
         arguments: [
