@@ -211,7 +211,9 @@ enum HistoryText {
             parts.append("transfer rate mean \(Int(mean) >> 20) MiB/s, peak \(peak >> 20) MiB/s")
         }
         // libvirt gives the dirty rate in pages: 4 KiB on x86, as the progress line takes them.
-        if let dirty = summary.peakDirtyPagesPerSecond { parts.append("dirty rate peak \((dirty * 4096) >> 20) MiB/s") }
+        if let dirty = summary.peakDirtyPagesPerSecond {
+            parts.append("dirty rate peak \((dirty * JobSample.pageBytes) >> 20) MiB/s")
+        }
         if let passes = summary.passes { parts.append(passes == 1 ? "1 pass" : "\(passes) passes") }
         if let least = summary.leastRemainingBytes { parts.append("least left \(least >> 20) MiB") }
         if let vfio = summary.vfioDataTransferredBytes { parts.append("VFIO device state \(byteSizeText(vfio))") }

@@ -337,7 +337,7 @@ struct MigrationRun {
         let percent = total > 0 ? min(100, Int(Double(processed) / Double(total) * 100)) : 0
         let iteration = sample.iteration ?? 0
         let phase = iteration <= 1 ? "first pass" : "pass \(iteration)"
-        let dirty = sample.dirtyPagesPerSecond.map { "\(($0 * 4096) >> 20) MiB/s" } ?? "-"
+        let dirty = sample.dirtyBytesPerSecond.map { "\($0 >> 20) MiB/s" } ?? "-"
         return
             "migrating (\(phase))  \(percent)% sent  remaining \((sample.dataRemainingBytes ?? 0) >> 20) MiB"
             + "  rate \((sample.memoryBytesPerSecond ?? 0) >> 20) MiB/s  dirty \(dirty)"

@@ -114,7 +114,7 @@ package struct DowntimeController: Sendable {
             // not enough to tell).
             if untrackedFramebufferBytes == 0 {
                 let converging =
-                    sample.dirtyPagesPerSecond.map { $0 * Self.pageBytes * 2 < rate }
+                    sample.dirtyBytesPerSecond.map { $0 * 2 < rate }
                     ?? lastRemaining.map { remaining < $0 } ?? true
                 if converging { return .keep }
             }
@@ -131,7 +131,6 @@ package struct DowntimeController: Sendable {
     }
 
     /// Guest page size for QEMU's dirty-page rate (x86).
-    private static let pageBytes: UInt64 = 4096
 
     private mutating func raise(_ milliseconds: Int, _ reason: String) -> DowntimeDecision {
         let value = min(milliseconds, cap)

@@ -108,7 +108,7 @@ package struct MigrationChart: Sendable {
         switch series {
         case .remaining: return points { $0.dataRemainingBytes.map { Double($0) / mebibyte } }
         case .transferRate: return points { $0.memoryBytesPerSecond.map { Double($0) / mebibyte } }
-        case .dirtyRate: return points { $0.dirtyPagesPerSecond.map { Double($0) * 4096 / mebibyte } }
+        case .dirtyRate: return points { $0.dirtyBytesPerSecond.map { Double($0) / mebibyte } }
         case .downtimeLimit:
             return record.downtimeSteps.map { ($0.time.timeIntervalSince(record.createdAt), Double($0.milliseconds)) }
         }

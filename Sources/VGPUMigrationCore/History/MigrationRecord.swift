@@ -82,6 +82,9 @@ package struct DowntimeStep: Sendable, Hashable, Codable {
 
 /// One reading of the migration job's statistics.
 package struct JobSample: Sendable, Hashable, Codable {
+    /// The page size libvirt counts the dirty rate in: 4 KiB on x86.
+    package static let pageBytes: UInt64 = 4096
+
     package var time: Date
     package var elapsedMilliseconds: UInt64
     package var dataTotalBytes: UInt64?
@@ -95,6 +98,9 @@ package struct JobSample: Sendable, Hashable, Codable {
     /// VFIO device state sent so far (`vfio_data_transferred`, libvirt 10.6 and later): what
     /// the VM's mediated devices carried over, which `data_*` does not count.
     package var vfioDataTransferredBytes: UInt64?
+
+    /// The dirty rate in bytes per second (``pageBytes`` a page).
+    package var dirtyBytesPerSecond: UInt64? { dirtyPagesPerSecond.map { $0 * Self.pageBytes } }
 
     package init(
         time: Date, elapsedMilliseconds: UInt64, dataTotalBytes: UInt64? = nil, dataProcessedBytes: UInt64? = nil,
