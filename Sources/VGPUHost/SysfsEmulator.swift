@@ -146,7 +146,7 @@ package final class SysfsEmulator: SysfsIO, @unchecked Sendable {
         let device = "\(parentDirectory)/\(uuid)"
         // Built beside its final place under a temporary name, so a half-made device never
         // carries the UUID; the bus link, last, makes it exist.
-        let staging = "\(parentDirectory)/.\(uuid)\(AtomicFile.temporaryMarker)"
+        let staging = stagingPath(of: uuid, in: parentDirectory)
         remove(staging)
         try make(directory: staging)
         try make(link: "\(staging)/mdev_type", to: "../mdev_supported_types/\(type)")
@@ -172,8 +172,7 @@ package final class SysfsEmulator: SysfsIO, @unchecked Sendable {
         let device = "sys/" + target.split(separator: "/").drop { $0 == ".." }.joined(separator: "/")
         // The bus link goes first: from then on the device is gone, whatever is left of it.
         remove("sys/bus/mdev/devices/\(uuid)")
-        let leaving =
-            device.split(separator: "/").dropLast().joined(separator: "/") + "/.\(uuid)\(AtomicFile.temporaryMarker)"
+        let leaving = stagingPath(of: uuid, in: device.split(separator: "/").dropLast().joined(separator: "/"))
         remove(leaving)
         try move(device, to: leaving)
         remove(leaving)
@@ -245,6 +244,12 @@ package final class SysfsEmulator: SysfsIO, @unchecked Sendable {
                 }
             }
         }
+    }
+
+    /// Where mdev `uuid` is built, or taken apart, beside its place in `directory`: a name
+    /// ``repair()`` knows as temporary.
+    private func stagingPath(of uuid: String, in directory: String) -> String {
+        "\(directory)/.\(uuid)\(AtomicFile.temporaryMarker)"
     }
 
     // MARK: After a kill
