@@ -54,8 +54,7 @@ package enum FuzzCommand {
 
     static func target(_ name: String) throws -> FuzzTarget {
         guard let target = FuzzTarget(rawValue: name) else {
-            throw FuzzCommandError(
-                "no fuzz target '\(name)'; targets: \(FuzzTarget.allCases.map(\.rawValue).joined(separator: ", "))")
+            throw FuzzCommandError("no fuzz target '\(name)'; targets: \(FuzzTarget.names)")
         }
         return target
     }

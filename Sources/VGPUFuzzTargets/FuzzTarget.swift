@@ -20,6 +20,9 @@ package enum FuzzTarget: String, CaseIterable, Sendable {
     /// The agent's request decoding: a reservation request body, and a reservation id.
     case agentRequest = "agent-request"
 
+    /// Every target's name, for messages.
+    package static var names: String { allCases.map(\.rawValue).joined(separator: ", ") }
+
     /// What one input is: the target's name, then what it reads.
     package var summary: String {
         switch self {

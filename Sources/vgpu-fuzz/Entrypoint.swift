@@ -8,8 +8,7 @@ import VGPUMigrationCore
     let fuzzing: (target: FuzzTarget, catalog: GPUBoardCatalog) = {
         let environment = ProcessInfo.processInfo.environment
         guard let name = environment["VGPU_FUZZ_TARGET"], let target = FuzzTarget(rawValue: name) else {
-            let names = FuzzTarget.allCases.map(\.rawValue).joined(separator: ", ")
-            fatalError("set VGPU_FUZZ_TARGET to one of: \(names)")
+            fatalError("set VGPU_FUZZ_TARGET to one of: \(FuzzTarget.names)")
         }
         do {
             return (target, try FuzzCommand.loadCatalog(environment))

@@ -15,7 +15,7 @@ struct AgentKillTests {
     func killLoop(fixture: String, types: [String]) async throws {
         let agent = try AgentUnderTest(fixture: fixture)
         let original = try availableInstances(agent.tree)
-        let handMade = Set(try busLinks(agent.tree))
+        let handMade = Set(agent.mdevs())
         var interrupted = 0
         for round in 0..<Self.kills {
             let loop = Task { try await reserveAndRelease(agent.client(), types: types) }
@@ -27,7 +27,7 @@ struct AgentKillTests {
             let client = agent.client()
             let live = try await client.reservations().filter { $0.state == .active }
             let devices = Set(live.flatMap(\.devices).map(\.id))
-            let inTree = Set(try busLinks(agent.tree))
+            let inTree = Set(agent.mdevs())
             #expect(inTree == devices.union(handMade), "round \(round): tree \(inTree), reservations \(devices)")
             #expect(try temporaryLeftovers(agent.tree).isEmpty, "round \(round)")
             if fixture == "mtty" {
@@ -44,7 +44,7 @@ struct AgentKillTests {
         for reservation in try await client.reservations() where reservation.state == .active {
             _ = try await client.release(reservation.id)
         }
-        #expect(Set(try busLinks(agent.tree)) == handMade)
+        #expect(Set(agent.mdevs()) == handMade)
         #expect(try availableInstances(agent.tree) == original)
         print("\(fixture): \(Self.kills) kills, \(interrupted) during a request")
     }
@@ -67,10 +67,6 @@ struct AgentKillTests {
                 _ = try await client.release(id)
             }
         }
-    }
-
-    func busLinks(_ tree: URL) throws -> [String] {
-        try FileManager.default.contentsOfDirectory(atPath: tree.appendingPathComponent("sys/bus/mdev/devices").path)
     }
 
     func mttyType(_ tree: URL, _ uuid: String) throws -> String {

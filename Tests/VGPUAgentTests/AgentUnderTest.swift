@@ -75,10 +75,13 @@ final class AgentUnderTest: @unchecked Sendable {
             atPath: tree.appendingPathComponent("sys/bus/mdev/devices/\(uuid)").path)) != nil
     }
 
-    func mdevCount() -> Int {
-        ((try? FileManager.default.contentsOfDirectory(atPath: tree.appendingPathComponent("sys/bus/mdev/devices").path))
-            ?? []).count
+    /// The UUIDs of the mdevs in the served tree (its `sys/bus/mdev/devices` links).
+    func mdevs() -> [String] {
+        (try? FileManager.default.contentsOfDirectory(atPath: tree.appendingPathComponent("sys/bus/mdev/devices").path))
+            ?? []
     }
+
+    func mdevCount() -> Int { mdevs().count }
 
     func vendorType(_ vf: String) -> String? {
         try? String(

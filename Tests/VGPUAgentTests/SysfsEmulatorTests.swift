@@ -147,8 +147,6 @@ struct ReservationReconcileTests {
 
 @Suite("after a kill")
 struct KilledWriterTests {
-    static let types = "sys/class/mdev_bus/0000:3b:00.0/mdev_supported_types"
-
     @Test("a torn last journal line is dropped with a warning, and the next line is not appended to it")
     func tornJournalLine() async throws {
         try await TestData.withFixtureCopy("t4-b") { tree in
@@ -198,8 +196,8 @@ struct KilledWriterTests {
         try await TestData.withFixtureCopy("t4-b") { tree in
             let emulator = try SysfsEmulator(root: tree.path, catalog: try catalog())
             let kept = "0b9c1e2a-3f4d-4e5f-8a6b-7c8d9e0f1a2b"
-            try emulator.writeFile("\(Self.types)/nvidia-232/create", kept)
-            let counts = try emulator.readFile("\(Self.types)/nvidia-232/available_instances")
+            try emulator.writeFile("\(SysfsEmulatorTests.t4Type)/nvidia-232/create", kept)
+            let counts = try emulator.readFile("\(SysfsEmulatorTests.t4Type)/nvidia-232/available_instances")
             #expect(FileManager.default.fileExists(atPath: tree.appendingPathComponent(".vgpu-emulator.json").path))
 
             // What kills at different instants leave: a device being built, a device made but
@@ -212,7 +210,7 @@ struct KilledWriterTests {
             for directory in [building, unlinked] {
                 try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
             }
-            let typeDirectory = tree.appendingPathComponent("\(Self.types)/nvidia-232")
+            let typeDirectory = tree.appendingPathComponent("\(SysfsEmulatorTests.t4Type)/nvidia-232")
             try Data("1\n".utf8).write(to: typeDirectory.appendingPathComponent(".available_instances.vgpu-tmp.4242"))
             try Data("7\n".utf8).write(to: typeDirectory.appendingPathComponent("available_instances"))
             try FileManager.default.createSymbolicLink(
@@ -221,7 +219,7 @@ struct KilledWriterTests {
 
             let reopened = try SysfsEmulator(root: tree.path, catalog: try catalog())
             #expect(try reopened.listDirectory("sys/bus/mdev/devices") == [kept])
-            #expect(try reopened.readFile("\(Self.types)/nvidia-232/available_instances") == counts)
+            #expect(try reopened.readFile("\(SysfsEmulatorTests.t4Type)/nvidia-232/available_instances") == counts)
             for leftover in [
                 building, unlinked, typeDirectory.appendingPathComponent(".available_instances.vgpu-tmp.4242"),
             ] {

@@ -9,9 +9,9 @@ import VGPUTestSupport
 
 let seeds = FuzzSeeds(fixtures: TestData.fixtures, realData: TestData.realdata, policies: TestData.policies)
 
+/// The board table, read as `vgpu-fuzz` reads it.
 func boardCatalog() throws -> GPUBoardCatalog {
-    let url = TestData.policies.appendingPathComponent(GPUBoardCatalogFile.fileName)
-    return try GPUBoardCatalogFile.parse(try TestData.text(url), file: url.path)
+    try FuzzCommand.loadCatalog(["VGPU_FUZZ_POLICIES": TestData.policies.path])
 }
 
 /// Inputs the fuzzer once crashed a target with, kept under `Regressions/TARGET/`.
