@@ -3,7 +3,7 @@ import PackageDescription
 
 let package = Package(
     name: "vgpu-migrate",
-    platforms: [.macOS(.v14)],
+    platforms: [.macOS(.v15)],
     products: [
         .executable(name: "vgpu-migrate", targets: ["vgpu-migrate"]),
         .executable(name: "vgpu-agent", targets: ["vgpu-agent"]),
@@ -15,6 +15,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-nio-ssl", from: "2.37.6"),
         .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
         .package(url: "https://github.com/vapor/postgres-nio", from: "1.33.2"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
     ],
     targets: [
         // Pure core: host and guest models, parsers, rules. No C, no I/O.
@@ -55,15 +56,23 @@ let package = Package(
         .target(name: "CCurl", dependencies: ["CRuntimeLibrary"]),
         .target(name: "VGPUAgentClient", dependencies: ["CCurl", "VGPUMigrationCore"]),
 
-        // Migration history: SQLite (GRDB) and PostgreSQL (postgres-nio) behind HistoryStore.
+        // Migration history: SQLite (GRDB) and PostgreSQL (postgres-nio) behind HistoryStore, and
+        // the local journal that keeps records while the store cannot be written.
         .target(
             name: "VGPUMigrationStorage",
             dependencies: [
-                "VGPUMigrationCore",
+                "VGPUMigrationCore", "VGPUHost",
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
             ]
+        ),
+
+        // The engine that moves a VM: the migration run, its monitor, reconcile, the source-vGPU
+        // release. Speaks only to the core's boundaries; a service can embed it as the CLI does.
+        .target(
+            name: "VGPUMigrationEngine",
+            dependencies: ["VGPUMigrationCore", .product(name: "Logging", package: "swift-log")]
         ),
 
         // What both command-line tools share: exit codes, the runner, the policy directory.
@@ -80,8 +89,9 @@ let package = Package(
             name: "VGPUMigrationCLI",
             dependencies: [
                 "VGPUMigrationCore", "VGPUHost", "VGPUPolicies", "VGPUMigrationLibvirt", "VGPUCommandSupport",
-                "VGPUAgentClient", "VGPUMigrationStorage",
+                "VGPUAgentClient", "VGPUMigrationStorage", "VGPUMigrationEngine",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
             ]
         ),
         .executableTarget(name: "vgpu-migrate", dependencies: ["VGPUMigrationCLI"]),
@@ -99,8 +109,12 @@ let package = Package(
             path: "bench/history-bench"
         ),
 
-        // Paths to Fixtures/ and the shared real-world data, for the test targets only.
-        .target(name: "VGPUTestSupport"),
+        // Paths to Fixtures/ and the shared real-world data, for the test targets only, processes
+        // and labs,
+        // and the in-memory stand-ins of the engine's boundaries (hypervisors, agents, history,
+        // journal, a virtual clock) that follow the real components' semantics.
+        .target(
+            name: "VGPUTestSupport", dependencies: ["VGPUMigrationCore", "VGPUMigrationEngine", "VGPUHost"]),
 
         .testTarget(
             name: "VGPUMigrationCoreTests",
@@ -113,8 +127,12 @@ let package = Package(
             dependencies: ["VGPUMigrationLibvirt", "VGPUPolicies", "VGPUTestSupport"]
         ),
         .testTarget(
+            name: "VGPUMigrationEngineTests",
+            dependencies: ["VGPUMigrationEngine", "VGPUMigrationCore", "VGPUHost", "VGPUPolicies", "VGPUTestSupport"]
+        ),
+        .testTarget(
             name: "VGPUMigrationCLITests",
-            dependencies: ["VGPUMigrationCLI", "VGPUMigrationStorage", "VGPUTestSupport"]
+            dependencies: ["VGPUMigrationCLI", "VGPUMigrationEngine", "VGPUMigrationStorage", "VGPUTestSupport"]
         ),
         .testTarget(
             name: "VGPUMigrationStorageTests",

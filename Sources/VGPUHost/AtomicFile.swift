@@ -3,12 +3,12 @@ import Foundation
 /// Writes files so that a process killed at any instant leaves either the old content or the
 /// new, never a mix or an empty file: the bytes go to a temporary file in the same directory,
 /// are flushed with fsync, and the temporary file is renamed over the old one.
-enum AtomicFile {
+package enum AtomicFile {
     /// What temporary names carry; a tree left by a killed process is cleaned of them.
     static let temporaryMarker = ".vgpu-tmp"
 
     /// Whether `name` is a temporary file (or directory) left by a write that did not finish.
-    static func isTemporary(_ name: String) -> Bool {
+    package static func isTemporary(_ name: String) -> Bool {
         name.hasPrefix(".") && name.contains(temporaryMarker)
     }
 
@@ -20,7 +20,9 @@ enum AtomicFile {
 
     /// Replaces `url` with `bytes`. `durable` also flushes the directory, so the rename itself
     /// survives a power loss (the reservation journal); the file keeps its permissions.
-    static func replace(_ url: URL, with bytes: some Collection<UInt8>, durable: Bool = false) throws(AtomicFileError) {
+    package static func replace(_ url: URL, with bytes: some Collection<UInt8>, durable: Bool = false)
+        throws(AtomicFileError)
+    {
         let temporary = temporaryURL(for: url)
         var status = stat()
         let mode = stat(url.path, &status) == 0 ? status.st_mode & 0o7777 : 0o644
@@ -60,7 +62,7 @@ enum AtomicFile {
 }
 
 /// A file that could not be replaced: the path, the step and the system's reason.
-struct AtomicFileError: Error, Sendable, CustomStringConvertible {
+package struct AtomicFileError: Error, Sendable, CustomStringConvertible {
     var path: String
     var step: String
     var code: Int32
@@ -71,5 +73,5 @@ struct AtomicFileError: Error, Sendable, CustomStringConvertible {
         self.code = code
     }
 
-    var description: String { "\(path): \(step) failed: \(String(cString: strerror(code)))" }
+    package var description: String { "\(path): \(step) failed: \(String(cString: strerror(code)))" }
 }

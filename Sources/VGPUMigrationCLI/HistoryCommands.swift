@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import VGPUCommandSupport
 import VGPUMigrationCore
+import VGPUMigrationEngine
 import VGPUMigrationStorage
 
 /// Where the history is: `--database`, else `$VGPU_MIGRATE_DATABASE`, else the default SQLite
@@ -46,8 +47,36 @@ struct DatabaseOption: ParsableArguments {
     }
 
     /// The history store. `forReadingOnly` for commands that only read it (see
-    /// `SQLiteHistoryStore.init(path:forReadingOnly:)`).
+    /// `SQLiteHistoryStore.init(path:forReadingOnly:)`). Records the local journal kept while
+    /// the store could not be written go into it first (a note on standard error says so).
     func open(forReadingOnly: Bool = false) async throws(CommandFailure) -> any HistoryStore {
+        let store = try await openStore(forReadingOnly: forReadingOnly)
+        await replayJournal(into: forReadingOnly ? nil : store)
+        return store
+    }
+
+    /// The local journal of this history: where records wait while it cannot be written.
+    func journal() throws(CommandFailure) -> DirectoryRecordJournal {
+        DirectoryRecordJournal(root: DirectoryRecordJournal.defaultRoot(), storeLocation: try journalKey())
+    }
+
+    /// The history's location as the journal names it: a PostgreSQL URL without its password, a
+    /// SQLite file's absolute path.
+    private func journalKey() throws(CommandFailure) -> String {
+        let location = try self.location()
+        if location.hasPrefix("postgres://") || location.hasPrefix("postgresql://"),
+            var url = URLComponents(string: location)
+        {
+            url.password = nil
+            url.query = nil
+            url.scheme = "postgres"
+            return url.string ?? location
+        }
+        let path = location.hasPrefix("sqlite:") ? String(location.dropFirst("sqlite:".count)) : location
+        return URL(fileURLWithPath: path).standardizedFileURL.path
+    }
+
+    private func openStore(forReadingOnly: Bool) async throws(CommandFailure) -> any HistoryStore {
         let location = try self.location()
         do {
             if location.hasPrefix("postgres://") || location.hasPrefix("postgresql://") {
@@ -59,6 +88,22 @@ struct DatabaseOption: ParsableArguments {
             throw CommandFailure(
                 "\(error)", remedy: "check --database (a SQLite path or a postgres:// URL)",
                 exitCode: location.hasPrefix("postgres") ? CommandFailure.unreachable : CommandFailure.failed)
+        }
+    }
+
+    /// Writes what the journal kept into the history (`store`, or one opened for writing).
+    private func replayJournal(into store: (any HistoryStore)?) async {
+        guard let journal = try? journal(), let kept = try? journal.records(), !kept.isEmpty else { return }
+        var target = store
+        if target == nil { target = try? await openStore(forReadingOnly: false) }
+        guard let target else {
+            CommandRunner.writeStandardError(
+                "note: \(kept.count) migration record(s) wait in the local journal \(journal.location); they go "
+                    + "into the history once it can be written")
+            return
+        }
+        for outcome in await JournalReplay.replay(journal, into: target, at: Date()) {
+            CommandRunner.writeStandardError("note: migration \(outcome.migration): \(outcome.message)")
         }
     }
 }

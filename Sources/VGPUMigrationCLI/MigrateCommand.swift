@@ -1,7 +1,9 @@
 import ArgumentParser
 import Foundation
+import Logging
 import VGPUCommandSupport
 import VGPUMigrationCore
+import VGPUMigrationEngine
 import VGPUMigrationLibvirt
 import VGPUPolicies
 
@@ -36,6 +38,12 @@ struct MigrateCommand: AsyncParsableCommand {
     var force: String?
     @Flag(name: .customLong("json"), help: "Print the final record as JSON (progress goes to standard error).")
     var json = false
+    @Option(
+        name: .customLong("history-patience"),
+        help: ArgumentHelp(
+            "Seconds the final record is tried in a history store that stopped answering before it is left in the local journal.",
+            valueName: "seconds"))
+    var historyPatience = 30.0
 
     /// Names a point where the coordinator stops and waits to be killed, for crash tests: a state
     /// (`requested`, `checking`, `reserving`, `migrating`, `completing`) just entered, or
@@ -44,6 +52,9 @@ struct MigrateCommand: AsyncParsableCommand {
 
     func validate() throws {
         if source == destination { throw ValidationError("--from and --to name the same host") }
+        if !(0...3600).contains(historyPatience) {
+            throw ValidationError("--history-patience must be between 0 and 3600 seconds")
+        }
         if !policyName.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "-" || $0 == "_" }) {
             throw ValidationError("--policy takes a policy name such as adaptive")
         }
@@ -52,6 +63,24 @@ struct MigrateCommand: AsyncParsableCommand {
     func run() async throws {
         // The hosts are reached through libvirt: its library loads while the files are read.
         LibvirtConnection.loadLibraryInBackground()
+        let display = ProgressDisplay(json: json)
+        let (events, continuation) = MigrationRunEvent.stream()
+        async let rendering: Void = MigrationEventText.show(events, on: display)
+        let outcome: Result<MigrationRecord, any Error>
+        do {
+            outcome = .success(try await migrate(events: MigrationEventSink(continuation), display: display))
+        } catch {
+            outcome = .failure(error)
+        }
+        // Every line the engine said is printed before the outcome.
+        continuation.finish()
+        await rendering
+        let record = try outcome.get()
+        if json { print(try HistoryText.json(record)) }
+        if record.state != .completed { throw ExitCode(CommandFailure.failed) }
+    }
+
+    private func migrate(events: MigrationEventSink, display: ProgressDisplay) async throws -> MigrationRecord {
         let (policy, file) = try policies.load(policyName)
         let directory = file.deletingLastPathComponent()
         let catalog = try PolicyDirectory.boardCatalog(in: directory)
@@ -64,13 +93,19 @@ struct MigrateCommand: AsyncParsableCommand {
         async let loadingSource = loader.load(sourceHost)
         async let loadingDestination = loader.load(destinationHost)
         let store = try await database.open()
+        let journal = try database.journal()
+        let logger = Logger(label: "vgpu-migrate.engine")
         // A migration of this VM abandoned by a coordinator that stopped is settled first.
-        let display = ProgressDisplay(json: json)
-        let say: @Sendable (String) -> Void = { display.line($0) }
-        let earlier = try await Reconciler(
-            store: store, hosts: InventoryHosts(inventory: inventory, loader: loader), staleAfterSeconds: 60,
-            policyNamed: { [policies] name in try? policies.load(name).0 }, report: say
-        ).reconcileAll(vm: vm)
+        let earlier: [MigrationRecord]
+        do {
+            earlier = try await Reconciler(
+                store: store, journal: journal, hosts: InventoryHosts(inventory: inventory, loader: loader),
+                staleAfterSeconds: 60, policyNamed: { [policies] name in try? policies.load(name).0 },
+                events: events, logger: logger
+            ).reconcileAll(vm: vm)
+        } catch {
+            throw CommandFailure(error)
+        }
         if let unsettled = earlier.first(where: { !$0.state.isTerminal }) {
             throw CommandFailure(
                 "an earlier migration of \(vm), \(unsettled.id), has no clear outcome: "
@@ -87,22 +122,25 @@ struct MigrateCommand: AsyncParsableCommand {
         let interrupt = OperatorInterrupt()
         interrupt.install(display: display) { [vm, source] in "the migration of \(vm) from \(source)" }
         let run = MigrationRun(
-            store: store,
+            store: store, journal: journal,
             source: MigrationHost(
-                name: sourceFacts.name, facts: sourceFacts.facts, hypervisor: sourceFacts.connection, agent: sourceAgent
-            ),
+                name: sourceFacts.name, facts: sourceFacts.facts, hypervisor: sourceFacts.connection,
+                agent: sourceAgent),
             destination: MigrationHost(
-                name: destinationFacts.name, facts: destinationFacts.facts, hypervisor: destinationFacts.connection,
-                agent: agent),
-            destinationHost: destinationHost, policy: policy, vm: vm,
-            bandwidthMiBPerSecond: inventory.bandwidth(from: source, to: destination),
+                name: destinationFacts.name, facts: destinationFacts.facts,
+                hypervisor: destinationFacts.connection, agent: agent, libvirtURI: destinationHost.libvirtURI,
+                migrationAddress: destinationHost.migrationAddress),
+            policy: policy, vm: vm, bandwidthMiBPerSecond: inventory.bandwidth(from: source, to: destination),
             forcedChecks: Set(
                 (force ?? "").split(separator: ",").map { String($0).trimmingCharacters(in: .whitespaces) }),
-            report: say, progress: { display.progress($0) }, interrupt: interrupt,
-            pauseAt: ProcessInfo.processInfo.environment[Self.pauseVariable])
-        let record = try await run.run()
-        if json { print(try HistoryText.json(record)) }
-        if record.state != .completed { throw ExitCode(CommandFailure.failed) }
+            events: events, abort: interrupt.abort,
+            pauseAt: ProcessInfo.processInfo.environment[Self.pauseVariable],
+            historyPatience: .milliseconds(Int64(historyPatience * 1000)), logger: logger)
+        do {
+            return try await run.run()
+        } catch {
+            throw CommandFailure(error)
+        }
     }
 }
 

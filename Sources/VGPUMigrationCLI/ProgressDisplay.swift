@@ -1,5 +1,6 @@
 import Foundation
 import VGPUCommandSupport
+import VGPUMigrationEngine
 
 /// Where `migrate` writes: on a terminal the job's progress is one line redrawn in place, with
 /// the steps printed above it; otherwise every line (progress too) is a plain log line. With
@@ -10,10 +11,13 @@ final class ProgressDisplay: @unchecked Sendable {
     private let redraws: Bool
     private var showing = false
     private var asking = false
+    private let quiet: Bool
 
-    init(json: Bool) {
+    /// `quiet` prints nothing (a command whose `--json` output is all it says).
+    init(json: Bool, quiet: Bool = false) {
         descriptor = json ? STDERR_FILENO : STDOUT_FILENO
         redraws = isatty(descriptor) == 1 && ProcessInfo.processInfo.environment["TERM"] != "dumb"
+        self.quiet = quiet
     }
 
     /// Whether a person is watching (the progress line is redrawn in place).
@@ -21,6 +25,7 @@ final class ProgressDisplay: @unchecked Sendable {
 
     /// A step: a line of its own.
     func line(_ text: String) {
+        if quiet { return }
         lock.lock()
         defer { lock.unlock() }
         if showing {
@@ -32,6 +37,7 @@ final class ProgressDisplay: @unchecked Sendable {
 
     /// The job's progress: redrawn in place on a terminal, a log line otherwise.
     func progress(_ text: String) {
+        if quiet { return }
         lock.lock()
         defer { lock.unlock() }
         if asking { return }
@@ -68,45 +74,20 @@ final class ProgressDisplay: @unchecked Sendable {
 /// service manager) aborts at once. An abort ends the migration `cancelled`, the VM on the
 /// source and the destination reservation released.
 final class OperatorInterrupt: @unchecked Sendable {
-    private let lock = NSLock()
-    private var requested = false
-    private var handlers: [@Sendable () -> Void] = []
+    /// What the engine watches.
+    let abort = AbortRequest()
     private var source: (any DispatchSourceSignal)?
     private let queue = DispatchQueue(label: "vgpu-migrate.interrupt")
-
-    /// Whether the operator asked to abort.
-    var isRequested: Bool {
-        lock.lock()
-        defer { lock.unlock() }
-        return requested
-    }
-
-    func request() {
-        let toCall = lock.withLock {
-            requested = true
-            return handlers
-        }
-        for handler in toCall { handler() }
-    }
-
-    /// Calls `handler` when the operator asks to abort (at once if they already did).
-    func whenRequested(_ handler: @escaping @Sendable () -> Void) {
-        let already = lock.withLock {
-            handlers.append(handler)
-            return requested
-        }
-        if already { handler() }
-    }
 
     /// Takes over SIGINT; `describe` names the migration in the question.
     func install(display: ProgressDisplay, describe: @escaping @Sendable () -> String) {
         signal(SIGINT, SIG_IGN)
         let source = DispatchSource.makeSignalSource(signal: SIGINT, queue: queue)
-        source.setEventHandler { [self] in
-            if isRequested { return }
+        source.setEventHandler { [abort] in
+            if abort.isRequested { return }
             guard display.isInteractive, isatty(STDIN_FILENO) == 1 else {
                 display.line("interrupted: aborting \(describe())")
-                request()
+                abort.request()
                 return
             }
             let answer =
@@ -114,7 +95,7 @@ final class OperatorInterrupt: @unchecked Sendable {
                 .trimmingCharacters(in: .whitespaces).lowercased() ?? "n"
             if answer == "y" || answer == "yes" {
                 display.line("aborting on request")
-                request()
+                abort.request()
             } else {
                 display.line("continuing")
             }

@@ -3,6 +3,7 @@ import Testing
 import VGPUAgentClient
 import VGPUCommandSupport
 import VGPUMigrationCore
+import VGPUMigrationEngine
 import VGPUMigrationStorage
 import VGPUPolicies
 import VGPUTestSupport
@@ -78,7 +79,6 @@ struct MigrationRunTests {
         }
 
         func run(_ vm: String, policy: MigrationPolicy, force: Set<String> = []) async throws -> MigrationRun {
-            let log = lines
             return MigrationRun(
                 store: store,
                 source: MigrationHost(
@@ -86,9 +86,9 @@ struct MigrationRunTests {
                     hypervisor: FakeHypervisor(lab: lab, host: "src"), agent: operatorClient(sourceURL)),
                 destination: MigrationHost(
                     name: "dst", facts: try await facts(destinationURL, uuid: "00000000-0000-4000-8000-00000000000b"),
-                    hypervisor: FakeHypervisor(lab: lab, host: "dst"), agent: operatorClient(destinationURL)),
-                destinationHost: InventoryHost(name: "dst", libvirtURI: "fake://dst/system"), policy: policy, vm: vm,
-                bandwidthMiBPerSecond: 1250, forcedChecks: force, report: { log.add($0) }, progress: { _ in })
+                    hypervisor: FakeHypervisor(lab: lab, host: "dst"), agent: operatorClient(destinationURL),
+                    libvirtURI: "fake://dst/system"),
+                policy: policy, vm: vm, bandwidthMiBPerSecond: 1250, forcedChecks: force, events: lines.sink)
         }
 
         /// Starts VM `vm`, which cannot converge at 300 ms (it dirties 4 GiB/s, the link sends
@@ -104,12 +104,17 @@ struct MigrationRunTests {
         }
     }
 
-    /// Collects the engine's report lines.
+    /// Collects the engine's events as the command line prints them.
     final class LineLog: @unchecked Sendable {
         private let lock = NSLock()
         private var items: [String] = []
         func add(_ line: String) { lock.withLock { items.append(line) } }
         var all: [String] { lock.withLock { items } }
+        var sink: MigrationEventSink {
+            MigrationEventSink { [self] event in
+                if case .line(let text) = MigrationEventText.render(event, running: nil) { add(text) }
+            }
+        }
     }
 
     /// What the fixed 300 ms policies' check refuses for a T4 vGPU (Turing has no dirty-page
@@ -269,7 +274,7 @@ struct MigrationRunTests {
         let hosts = FakeHosts(lab: bench.lab, agents: ["src": bench.sourceURL, "dst": url])
         let log = bench.lines
         let settled = try await Reconciler(
-            store: bench.store, hosts: hosts, staleAfterSeconds: 0, report: { log.add($0) }
+            store: bench.store, hosts: hosts, staleAfterSeconds: 0, events: log.sink
         ).reconcileAll(vm: "vm-commit")
         #expect(settled.map(\.state) == [.completed], "\(bench.lines.all)")
         #expect(settled.first?.events.suffix(1).map(\.from) == [.unknown])
@@ -298,7 +303,7 @@ struct MigrationRunTests {
         // reconcile while the source still does not answer: nothing settled, still unknown.
         let hosts = FakeHosts(lab: bench.lab, agents: ["src": bench.sourceURL, "dst": bench.destinationURL])
         let log = bench.lines
-        let reconciler = Reconciler(store: bench.store, hosts: hosts, staleAfterSeconds: 0, report: { log.add($0) })
+        let reconciler = Reconciler(store: bench.store, hosts: hosts, staleAfterSeconds: 0, events: log.sink)
         let kept = try await reconciler.reconcileAll(vm: "vm-unclear")
         #expect(kept.map(\.state) == [.unknown], "\(bench.lines.all)")
         #expect(kept.first?.events.count == record.events.count)
@@ -333,7 +338,7 @@ struct MigrationRunTests {
         let before = try await operatorClient(bench.destinationURL).reservations().map(\.state)
 
         let settled = try await Reconciler(
-            store: bench.store, hosts: hosts, staleAfterSeconds: 0, report: { log.add($0) }
+            store: bench.store, hosts: hosts, staleAfterSeconds: 0, events: log.sink
         ).reconcileAll(vm: "vm-both")
 
         #expect(settled.map(\.state) == [.unknown], "\(bench.lines.all)")
@@ -364,11 +369,11 @@ struct FakeHosts: HostDirectory {
     var lab: FakeLibvirt
     var agents: [String: String]
 
-    func hypervisor(of host: String) async throws(CommandFailure) -> any Hypervisor {
+    func hypervisor(of host: String) async throws(MigrationEngineError) -> any Hypervisor {
         FakeHypervisor(lab: lab, host: host)
     }
 
-    func agent(of host: String) throws(CommandFailure) -> (any HostAgent)? {
+    func agent(of host: String) throws(MigrationEngineError) -> (any HostAgent)? {
         agents[host].map(operatorClient)
     }
 }

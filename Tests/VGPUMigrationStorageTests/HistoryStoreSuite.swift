@@ -16,9 +16,10 @@ struct PostgresForSuite: SuiteTrait, TestScoping {
     }
 }
 
-/// The two stores the suite runs against.
+/// The stores the suite runs against: the two real ones, and the in-memory one the engine's
+/// tests use (held to the same behaviour).
 enum StoreKind: String, CaseIterable, Sendable, CustomTestStringConvertible {
-    case sqlite, postgres
+    case sqlite, postgres, memory
 
     var testDescription: String { rawValue }
 
@@ -33,6 +34,9 @@ enum StoreKind: String, CaseIterable, Sendable, CustomTestStringConvertible {
                 try SQLiteHistoryStore(path: path), try SQLiteHistoryStore(path: path),
                 { try? FileManager.default.removeItem(at: directory) }
             )
+        case .memory:
+            let store = InMemoryHistoryStore()
+            return (store, store, {})
         case .postgres:
             let server = try #require(PostgresServer.current)
             let url = try server.createDatabase()

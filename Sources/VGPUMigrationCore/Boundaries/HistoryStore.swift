@@ -114,3 +114,17 @@ package enum HistoryStoreError: Error, Sendable, Hashable, CustomStringConvertib
         }
     }
 }
+
+/// Records kept on this machine while the history store cannot be written, until they are
+/// written there: a directory of files in production, memory in unit tests. One journal serves
+/// one history store.
+package protocol RecordJournal: Sendable {
+    /// Where the journal keeps its records, for messages.
+    var location: String { get }
+    /// Keeps `record`, replacing an earlier copy of it; durable when it returns.
+    func keep(_ record: MigrationRecord) throws
+    /// Forgets the record `id` (it is in the store now).
+    func forget(_ id: String) throws
+    /// Every record kept.
+    func records() throws -> [MigrationRecord]
+}

@@ -155,6 +155,18 @@ package struct ReservationReference: Sendable, Hashable, Codable {
     }
 }
 
+/// Something that happened to the record rather than to the migration: the history store could
+/// not be written for a while, the record was kept in the local journal and replayed.
+package struct RecordNote: Sendable, Hashable, Codable {
+    package var time: Date
+    package var text: String
+
+    package init(time: Date, text: String) {
+        self.time = time
+        self.text = text
+    }
+}
+
 /// Every migration, from request to outcome: the record `history` lists and `show` prints.
 package struct MigrationRecord: Sendable, Hashable, Codable {
     package var id: String
@@ -179,6 +191,9 @@ package struct MigrationRecord: Sendable, Hashable, Codable {
     package var intents: [Intent]
     /// The job's statistics when it ended.
     package var finalStats: JobSample?
+    /// What happened to the record itself; nil when nothing did (and in records written before
+    /// notes existed).
+    package private(set) var notes: [RecordNote]?
 
     /// How many samples a record keeps.
     package static let sampleLimit = 600
@@ -221,6 +236,11 @@ package struct MigrationRecord: Sendable, Hashable, Codable {
         updatedAt = max(updatedAt, sample.time)
     }
 
+    /// Adds a note about the record.
+    package mutating func note(_ text: String, at time: Date) {
+        notes = (notes ?? []) + [RecordNote(time: time, text: text)]
+    }
+
     /// The downtime the guest saw (final statistics), in milliseconds.
     package var downtimeMilliseconds: UInt64? { finalStats?.downtimeMilliseconds }
 
@@ -238,6 +258,7 @@ package struct MigrationRecord: Sendable, Hashable, Codable {
         case sampleSummary = "sample_summary"
         case findings, reservation, intents
         case finalStats = "final_stats"
+        case notes
     }
 }
 

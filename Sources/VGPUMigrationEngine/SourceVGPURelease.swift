@@ -1,21 +1,25 @@
 import Foundation
-import VGPUAgentClient
 import VGPUMigrationCore
 
 /// After a switchover: gives back the vGPUs the VM left on the source host. Only devices the
 /// source's agent created (held by one of its reservations) are removed; anything else (made by
 /// hand or by another tool) is left in place and said so. Never fails the migration: the VM
 /// already runs on the destination.
-struct SourceVGPURelease {
+package struct SourceVGPURelease: Sendable {
     /// The source host's agent; nil when the inventory gives it none.
-    var agent: (any HostAgent)?
-    var hostName: String
+    package var agent: (any HostAgent)?
+    package var hostName: String
+
+    package init(agent: (any HostAgent)?, hostName: String) {
+        self.agent = agent
+        self.hostName = hostName
+    }
 
     /// The start-migration intent's detail naming the VM's vGPUs on the source, so a reconciler
     /// can give them back too.
-    static let detailKey = "source_vgpus"
+    package static let detailKey = "source_vgpus"
 
-    static func encode(_ sources: [HostdevSource]) -> String {
+    package static func encode(_ sources: [HostdevSource]) -> String {
         sources.map {
             switch $0 {
             case .mdev(let uuid): "mdev:\(uuid)"
@@ -24,7 +28,7 @@ struct SourceVGPURelease {
         }.joined(separator: ",")
     }
 
-    static func decode(_ text: String) -> [HostdevSource] {
+    package static func decode(_ text: String) -> [HostdevSource] {
         text.split(separator: ",").compactMap { item in
             if item.hasPrefix("mdev:") { return .mdev(uuid: String(item.dropFirst(5))) }
             if item.hasPrefix("pci:") { return PCIAddress(String(item.dropFirst(4))).map { .pci($0) } }
@@ -32,16 +36,16 @@ struct SourceVGPURelease {
         }
     }
 
-    struct Outcome: Sendable, Equatable {
+    package struct Outcome: Sendable, Equatable {
         /// What happened, for the record.
-        var summary: String
+        package var summary: String
         /// The source reservations released.
-        var released: [String]
+        package var released: [String]
     }
 
     /// Releases the source reservations holding `sources`; `willRelease` is called with each
     /// reservation id first (to record the intent).
-    func run(sources: [HostdevSource], willRelease: (String) async throws -> Void) async -> Outcome {
+    package func run(sources: [HostdevSource], willRelease: (String) async throws -> Void) async -> Outcome {
         guard !sources.isEmpty else { return Outcome(summary: "", released: []) }
         let names = sources.map(\.description).joined(separator: ", ")
         guard let agent else {

@@ -1,0 +1,141 @@
+import Foundation
+import Synchronization
+import VGPUMigrationCore
+
+/// A history store in memory, for engine tests. It follows the SQLite and PostgreSQL stores (the
+/// storage suite runs it with them): one unfinished migration per VM, ids unique, `save` of an
+/// unknown id refused, an id or a unique prefix found, `list` newest first and filtered,
+/// `unfinished` oldest first.
+package final class InMemoryHistoryStore: HistoryStore {
+    private let records = Mutex<[String: MigrationRecord]>([:])
+
+    package init() {}
+
+    package func begin(_ record: MigrationRecord) async throws(HistoryStoreError) {
+        try records.withLock { (records) throws(HistoryStoreError) in
+            if let busy = records.values.first(where: { $0.vm == record.vm && !$0.state.isTerminal }),
+                !record.state.isTerminal
+            {
+                throw .vmBusy(vm: record.vm, migration: busy.id, state: busy.state)
+            }
+            guard records[record.id] == nil else { throw .duplicateID(record.id) }
+            records[record.id] = record
+        }
+    }
+
+    package func save(_ record: MigrationRecord) async throws(HistoryStoreError) {
+        try records.withLock { (records) throws(HistoryStoreError) in
+            guard records[record.id] != nil else { throw .notFound(record.id) }
+            if !record.state.isTerminal,
+                let busy = records.values.first(where: {
+                    $0.vm == record.vm && $0.id != record.id && !$0.state.isTerminal
+                })
+            {
+                throw .vmBusy(vm: record.vm, migration: busy.id, state: busy.state)
+            }
+            records[record.id] = record
+        }
+    }
+
+    package func record(id: String) async throws(HistoryStoreError) -> MigrationRecord? {
+        try records.withLock { (records) throws(HistoryStoreError) in
+            if let exact = records[id] { return exact }
+            let matches = records.values.filter { $0.id.hasPrefix(id) }.sorted { $0.id < $1.id }
+            if matches.count > 1 { throw .ambiguous(id, Array(matches.prefix(2).map(\.id))) }
+            return matches.first
+        }
+    }
+
+    package func list(_ filter: HistoryFilter) async throws(HistoryStoreError) -> [MigrationSummary] {
+        records.withLock { records in
+            records.values.filter { record in
+                (filter.vm == nil || record.vm == filter.vm)
+                    && (filter.host == nil || record.source == filter.host || record.destination == filter.host)
+                    && (filter.state == nil || record.state == filter.state)
+                    && (filter.since.map { record.createdAt >= $0 } ?? true)
+            }
+            .sorted { ($0.createdAt, $0.id) > ($1.createdAt, $1.id) }
+            .prefix(filter.limit).map(MigrationSummary.init)
+        }
+    }
+
+    package func unfinished() async throws(HistoryStoreError) -> [MigrationRecord] {
+        records.withLock { records in
+            records.values.filter { !$0.state.isTerminal }.sorted { ($0.createdAt, $0.id) < ($1.createdAt, $1.id) }
+        }
+    }
+}
+
+/// A history store that stops answering on demand, as a PostgreSQL server that is restarting or
+/// a SQLite file on a full disk does: while `failing`, every call fails with
+/// ``HistoryStoreError/unavailable(_:)``; otherwise calls go to `store`.
+package final class FlakyHistoryStore: HistoryStore {
+    package let store: any HistoryStore
+    private let state = Mutex((failing: false, refused: 0))
+
+    package init(_ store: any HistoryStore) {
+        self.store = store
+    }
+
+    package var failing: Bool {
+        get { state.withLock { $0.failing } }
+        set { state.withLock { $0.failing = newValue } }
+    }
+
+    /// How many calls were refused.
+    package var refused: Int { state.withLock { $0.refused } }
+
+    private func answer() throws(HistoryStoreError) {
+        let failing = state.withLock { state in
+            if state.failing { state.refused += 1 }
+            return state.failing
+        }
+        if failing { throw .unavailable("connection refused (the server is not running)") }
+    }
+
+    package func begin(_ record: MigrationRecord) async throws(HistoryStoreError) {
+        try answer()
+        try await store.begin(record)
+    }
+
+    package func save(_ record: MigrationRecord) async throws(HistoryStoreError) {
+        try answer()
+        try await store.save(record)
+    }
+
+    package func record(id: String) async throws(HistoryStoreError) -> MigrationRecord? {
+        try answer()
+        return try await store.record(id: id)
+    }
+
+    package func list(_ filter: HistoryFilter) async throws(HistoryStoreError) -> [MigrationSummary] {
+        try answer()
+        return try await store.list(filter)
+    }
+
+    package func unfinished() async throws(HistoryStoreError) -> [MigrationRecord] {
+        try answer()
+        return try await store.unfinished()
+    }
+}
+
+/// The local journal in memory.
+package final class InMemoryRecordJournal: RecordJournal {
+    private let kept = Mutex<[String: MigrationRecord]>([:])
+
+    package init() {}
+
+    package var location: String { "memory" }
+
+    package func keep(_ record: MigrationRecord) throws {
+        kept.withLock { $0[record.id] = record }
+    }
+
+    package func forget(_ id: String) throws {
+        _ = kept.withLock { $0.removeValue(forKey: id) }
+    }
+
+    package func records() throws -> [MigrationRecord] {
+        kept.withLock { $0.values.sorted { $0.id < $1.id } }
+    }
+}
