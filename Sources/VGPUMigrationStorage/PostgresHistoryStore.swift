@@ -3,6 +3,7 @@ import Logging
 import NIOCore
 import NIOSSL
 import PostgresNIO
+import Synchronization
 import VGPUMigrationCore
 
 /// The history in PostgreSQL, for several coordinators sharing one history.
@@ -10,8 +11,7 @@ import VGPUMigrationCore
 /// Same schema and guarantees as ``SQLiteHistoryStore``: the partial unique index on unfinished
 /// migrations lets one coordinator migrate a VM at a time, whichever coordinator asks.
 package final class PostgresHistoryStore: HistoryStore {
-    private let client: PostgresClient
-    private let runner: Task<Void, Never>
+    private let pool: ClientPool
     private let connectionConfiguration: PostgresConnection.Configuration
     /// The URL without its password, for messages.
     package let location: String
@@ -60,17 +60,48 @@ package final class PostgresHistoryStore: HistoryStore {
             database: database.isEmpty ? nil : database, tls: directTLS)
         direct.options.connectTimeout = TimeAmount.seconds(10)
         connectionConfiguration = direct
-        client = PostgresClient(configuration: configuration, backgroundLogger: quietLogger())
-        let client = self.client
-        runner = Task { await client.run() }
+        pool = ClientPool(configuration: configuration)
         location = "postgres://\(username)@\(host):\(url.port ?? 5432)/\(database)"
     }
 
-    deinit {
-        runner.cancel()
+    /// How long a call waits for the server before it counts as unavailable.
+    static let answerTimeout = Duration.seconds(10)
+
+    /// Runs `body` with the pool's client. After a failure that was not the server's answer (the
+    /// server went away, a connection could not be made) the pool is not trusted again: the next
+    /// call first connects directly (failing fast while the server is down), then starts a new
+    /// pool, whose connections are fresh. Every call ends within ``answerTimeout``.
+    private func connected<T: Sendable>(_ body: @escaping @Sendable (PostgresClient) async throws -> T) async throws
+        -> T
+    {
+        if pool.suspect {
+            let connection = try await PostgresConnection.connect(
+                configuration: connectionConfiguration, id: 0, logger: quietLogger())
+            try? await connection.close()
+            pool.renew()
+        }
+        let client = pool.client
+        do {
+            return try await withThrowingTaskGroup(of: T?.self) { group in
+                group.addTask { try await body(client) }
+                group.addTask {
+                    try await Task.sleep(for: Self.answerTimeout)
+                    return nil
+                }
+                defer { group.cancelAll() }
+                guard let first = try await group.next(), let value = first else { throw NoAnswer() }
+                return value
+            }
+        } catch let error as PSQLError where error.serverInfo != nil {
+            throw error
+        } catch {
+            pool.suspect = true
+            throw error
+        }
     }
 
     private func migrate() async throws {
+        let client = pool.client
         try await client.query(
             """
             CREATE TABLE IF NOT EXISTS schema_versions (version INTEGER PRIMARY KEY, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())
@@ -111,14 +142,16 @@ package final class PostgresHistoryStore: HistoryStore {
     package func begin(_ record: MigrationRecord) async throws(HistoryStoreError) {
         let text = try encodeRecord(record)
         do {
-            try await client.query(
-                """
-                INSERT INTO migrations (id, vm, source, destination, status, policy, downtime_ms, duration_s,
-                    created_at, updated_at, record)
-                VALUES (\(record.id), \(record.vm), \(record.source), \(record.destination), \(record.state.rawValue),
-                    \(record.policy), \(record.downtimeMilliseconds.map { Int64(clamping: $0) }), \(record.durationSeconds),
-                    \(record.createdAt.timeIntervalSince1970), \(record.updatedAt.timeIntervalSince1970), \(text))
-                """)
+            try await connected { client in
+                try await client.query(
+                    """
+                    INSERT INTO migrations (id, vm, source, destination, status, policy, downtime_ms, duration_s,
+                        created_at, updated_at, record)
+                    VALUES (\(record.id), \(record.vm), \(record.source), \(record.destination), \(record.state.rawValue),
+                        \(record.policy), \(record.downtimeMilliseconds.map { Int64(clamping: $0) }), \(record.durationSeconds),
+                        \(record.createdAt.timeIntervalSince1970), \(record.updatedAt.timeIntervalSince1970), \(text))
+                    """)
+            }
         } catch let error as PSQLError where error.serverInfo?[.sqlState] == "23505" {
             if let busy = try await unfinished().first(where: { $0.vm == record.vm }) {
                 throw .vmBusy(vm: record.vm, migration: busy.id, state: busy.state)
@@ -131,18 +164,22 @@ package final class PostgresHistoryStore: HistoryStore {
 
     package func save(_ record: MigrationRecord) async throws(HistoryStoreError) {
         let text = try encodeRecord(record)
-        var found = false
+        let found: Bool
         do {
-            let rows = try await client.query(
-                """
-                UPDATE migrations SET vm = \(record.vm), source = \(record.source), destination = \(record.destination),
-                    status = \(record.state.rawValue), policy = \(record.policy),
-                    downtime_ms = \(record.downtimeMilliseconds.map { Int64(clamping: $0) }),
-                    duration_s = \(record.durationSeconds), created_at = \(record.createdAt.timeIntervalSince1970),
-                    updated_at = \(record.updatedAt.timeIntervalSince1970), record = \(text)
-                WHERE id = \(record.id) RETURNING id
-                """)
-            for try await _ in rows { found = true }
+            found = try await connected { client in
+                let rows = try await client.query(
+                    """
+                    UPDATE migrations SET vm = \(record.vm), source = \(record.source), destination = \(record.destination),
+                        status = \(record.state.rawValue), policy = \(record.policy),
+                        downtime_ms = \(record.downtimeMilliseconds.map { Int64(clamping: $0) }),
+                        duration_s = \(record.durationSeconds), created_at = \(record.createdAt.timeIntervalSince1970),
+                        updated_at = \(record.updatedAt.timeIntervalSince1970), record = \(text)
+                    WHERE id = \(record.id) RETURNING id
+                    """)
+                var found = false
+                for try await _ in rows { found = true }
+                return found
+            }
         } catch let error as PSQLError where error.serverInfo?[.sqlState] == "23505" {
             let busy = try await unfinished().first { $0.vm == record.vm }
             throw .vmBusy(vm: record.vm, migration: busy?.id ?? "?", state: busy?.state ?? .unknown)
@@ -153,14 +190,18 @@ package final class PostgresHistoryStore: HistoryStore {
     }
 
     package func record(id: String) async throws(HistoryStoreError) -> MigrationRecord? {
-        var texts: [String] = []
+        let texts: [String]
         do {
-            var rows = try await client.query("SELECT record FROM migrations WHERE id = \(id)")
-            for try await (text) in rows.decode(String.self) { texts.append(text) }
-            if texts.isEmpty {
-                rows = try await client.query(
-                    "SELECT record FROM migrations WHERE id LIKE \(likePrefix(id)) ESCAPE '\\' LIMIT 2")
+            texts = try await connected { client in
+                var texts: [String] = []
+                var rows = try await client.query("SELECT record FROM migrations WHERE id = \(id)")
                 for try await (text) in rows.decode(String.self) { texts.append(text) }
+                if texts.isEmpty {
+                    rows = try await client.query(
+                        "SELECT record FROM migrations WHERE id LIKE \(likePrefix(id)) ESCAPE '\\' LIMIT 2")
+                    for try await (text) in rows.decode(String.self) { texts.append(text) }
+                }
+                return texts
             }
         } catch {
             throw .unavailable("\(location): \(String(reflecting: error))")
@@ -197,20 +238,25 @@ package final class PostgresHistoryStore: HistoryStore {
                 SELECT id, vm, source, destination, status, policy, downtime_ms, duration_s, created_at, updated_at
                 FROM migrations \(whereClause) ORDER BY created_at DESC, id DESC LIMIT \(placeholder())
                 """, binds: binds)
-        var summaries: [MigrationSummary] = []
+        let summaries: [MigrationSummary]
         do {
-            let rows = try await client.query(query)
-            for try await (id, vm, source, destination, status, policy, downtime, duration, created, updated)
-                in rows.decode(
-                    (String, String, String, String, String, String, Int64?, Double, Double, Double).self)
-            {
-                summaries.append(
-                    MigrationSummary(
-                        id: id, vm: vm, source: source, destination: destination,
-                        state: MigrationState(rawValue: status) ?? .unknown, policy: policy,
-                        downtimeMilliseconds: downtime.map { UInt64(max(0, $0)) }, durationSeconds: duration,
-                        createdAt: Date(timeIntervalSince1970: created), updatedAt: Date(timeIntervalSince1970: updated)
-                    ))
+            summaries = try await connected { client in
+                var summaries: [MigrationSummary] = []
+                let rows = try await client.query(query)
+                for try await (id, vm, source, destination, status, policy, downtime, duration, created, updated)
+                    in rows.decode(
+                        (String, String, String, String, String, String, Int64?, Double, Double, Double).self)
+                {
+                    summaries.append(
+                        MigrationSummary(
+                            id: id, vm: vm, source: source, destination: destination,
+                            state: MigrationState(rawValue: status) ?? .unknown, policy: policy,
+                            downtimeMilliseconds: downtime.map { UInt64(max(0, $0)) }, durationSeconds: duration,
+                            createdAt: Date(timeIntervalSince1970: created),
+                            updatedAt: Date(timeIntervalSince1970: updated)
+                        ))
+                }
+                return summaries
             }
         } catch {
             throw .unavailable("\(location): \(String(reflecting: error))")
@@ -219,18 +265,69 @@ package final class PostgresHistoryStore: HistoryStore {
     }
 
     package func unfinished() async throws(HistoryStoreError) -> [MigrationRecord] {
-        var texts: [String] = []
+        let texts: [String]
         do {
-            let rows = try await client.query(
-                """
-                SELECT record FROM migrations WHERE status NOT IN ('completed', 'failed', 'cancelled') ORDER BY created_at
-                """)
-            for try await (text) in rows.decode(String.self) { texts.append(text) }
+            texts = try await connected { client in
+                var texts: [String] = []
+                let rows = try await client.query(
+                    """
+                    SELECT record FROM migrations WHERE status NOT IN ('completed', 'failed', 'cancelled') ORDER BY created_at
+                    """)
+                for try await (text) in rows.decode(String.self) { texts.append(text) }
+                return texts
+            }
         } catch {
             throw .unavailable("\(location): \(String(reflecting: error))")
         }
         return try texts.map { (text) throws(HistoryStoreError) in try decodeRecord(text) }
     }
+}
+
+/// The store's connection pool, replaced by a new one after the server went away (a pool whose
+/// connections all failed stops trying for a while: its circuit breaker).
+private final class ClientPool: Sendable {
+    private let configuration: PostgresClient.Configuration
+    private let state: Mutex<(client: PostgresClient, runner: Task<Void, Never>, suspect: Bool)>
+
+    init(configuration: PostgresClient.Configuration) {
+        self.configuration = configuration
+        state = Mutex(Self.start(configuration))
+    }
+
+    private static func start(_ configuration: PostgresClient.Configuration) -> (
+        client: PostgresClient, runner: Task<Void, Never>, suspect: Bool
+    ) {
+        let client = PostgresClient(configuration: configuration, backgroundLogger: quietLogger())
+        return (client, Task { await client.run() }, false)
+    }
+
+    deinit {
+        state.withLock { $0.runner.cancel() }
+    }
+
+    var client: PostgresClient { state.withLock { $0.client } }
+
+    /// A call failed without the server's answer: the pool is not trusted until ``renew()``.
+    var suspect: Bool {
+        get { state.withLock { $0.suspect } }
+        set { state.withLock { $0.suspect = newValue } }
+    }
+
+    /// Replaces the pool with a new one (the old one's connections are closed).
+    func renew() {
+        let fresh = Self.start(configuration)
+        let old = state.withLock { state in
+            let old = state.runner
+            state = fresh
+            return old
+        }
+        old.cancel()
+    }
+}
+
+/// The server did not answer within ``PostgresHistoryStore/answerTimeout``.
+private struct NoAnswer: Error, CustomDebugStringConvertible {
+    var debugDescription: String { "no answer within \(PostgresHistoryStore.answerTimeout)" }
 }
 
 /// postgres-nio logs connection attempts at info level; the store reports failures itself.

@@ -6,6 +6,8 @@ package struct PostgresServer: Sendable {
     package var directory: String
     package var port: Int
     package var binaries: String
+    /// The network namespace the server listens in (its 127.0.0.1); nil: this machine's.
+    package var namespace: String?
 
     @TaskLocal package static var current: PostgresServer?
 
@@ -25,17 +27,23 @@ package struct PostgresServer: Sendable {
         return "/usr/lib/postgresql/\(newest)/bin"
     }
 
-    static func runAsPostgres(_ arguments: [String]) throws -> ProcessOutcome {
-        try ProcessOutcome.run(URL(fileURLWithPath: "/usr/sbin/runuser"), ["-u", "postgres", "--"] + arguments)
+    static func runAsPostgres(_ arguments: [String], in namespace: String? = nil) throws -> ProcessOutcome {
+        let asPostgres = ["/usr/sbin/runuser", "-u", "postgres", "--"] + arguments
+        guard let namespace else {
+            return try ProcessOutcome.run(URL(fileURLWithPath: asPostgres[0]), Array(asPostgres.dropFirst()))
+        }
+        let ip = ["/usr/sbin/ip", "/sbin/ip", "/usr/bin/ip"].first { FileManager.default.isExecutableFile(atPath: $0) }
+        return try ProcessOutcome.run(
+            URL(fileURLWithPath: ip ?? "/usr/sbin/ip"), ["netns", "exec", namespace] + asPostgres)
     }
 
     /// Starts a server of its own (directory and port), so several can run at once; a port
     /// taken between choosing and binding it is retried with another.
-    package static func start() throws -> PostgresServer {
+    package static func start(namespace: String? = nil) throws -> PostgresServer {
         var attempt = 0
         while true {
             do {
-                return try start(port: try freeLoopbackPort())
+                return try start(port: try freeLoopbackPort(), namespace: namespace)
             } catch {
                 attempt += 1
                 if attempt == 3 { throw error }
@@ -62,13 +70,13 @@ package struct PostgresServer: Sendable {
         return Int(UInt16(bigEndian: address.sin_port))
     }
 
-    private static func start(port: Int) throws -> PostgresServer {
+    private static func start(port: Int, namespace: String?) throws -> PostgresServer {
         let binaries = try binaryDirectory()
         let directory = "/tmp/vgpu-migrate-test-postgres-\(UUID().uuidString.prefix(8).lowercased())"
         try? FileManager.default.removeItem(atPath: directory)
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         _ = try ProcessOutcome.run(URL(fileURLWithPath: "/bin/chown"), ["postgres:postgres", directory])
-        let server = PostgresServer(directory: directory, port: port, binaries: binaries)
+        let server = PostgresServer(directory: directory, port: port, binaries: binaries, namespace: namespace)
         let initdb = try runAsPostgres([
             "\(binaries)/initdb", "-D", "\(directory)/data", "-A", "trust", "-U", "postgres", "--no-sync",
         ])
@@ -77,10 +85,7 @@ package struct PostgresServer: Sendable {
             throw CocoaError(
                 .executableLoad, userInfo: [NSLocalizedDescriptionKey: "initdb failed: \(initdb.standardError)"])
         }
-        let started = try runAsPostgres([
-            "\(binaries)/pg_ctl", "-D", "\(directory)/data", "-l", "\(directory)/server.log", "-w", "-t", "60", "-o",
-            "-p \(port) -k \(directory) -c listen_addresses=127.0.0.1 -c fsync=off", "start",
-        ])
+        let started = try server.startServer()
         guard started.status == 0 else {
             let log = (try? String(contentsOfFile: "\(directory)/server.log", encoding: .utf8)) ?? ""
             server.stop()
@@ -106,8 +111,38 @@ package struct PostgresServer: Sendable {
         return "postgres://postgres@127.0.0.1:\(port)/\(name)"
     }
 
+    private func startServer() throws -> ProcessOutcome {
+        try Self.runAsPostgres(
+            [
+                "\(binaries)/pg_ctl", "-D", "\(directory)/data", "-l", "\(directory)/server.log", "-w", "-t", "60",
+                "-o",
+                "-p \(port) -k \(directory) -c listen_addresses=127.0.0.1 -c fsync=off", "start",
+            ], in: namespace)
+    }
+
+    /// Stops the server as an operator's restart does (`pg_ctl stop -m fast`: connections are
+    /// closed), keeping its data for ``resume()``.
+    package func halt() throws {
+        let outcome = try Self.runAsPostgres(
+            ["\(binaries)/pg_ctl", "-D", "\(directory)/data", "-m", "fast", "-w", "stop"], in: namespace)
+        guard outcome.status == 0 else {
+            throw CocoaError(
+                .executableLoad, userInfo: [NSLocalizedDescriptionKey: "pg_ctl stop failed: \(outcome.standardError)"])
+        }
+    }
+
+    /// Starts the server ``halt()`` stopped, on the same port with the same data.
+    package func resume() throws {
+        let outcome = try startServer()
+        guard outcome.status == 0 else {
+            throw CocoaError(
+                .executableLoad, userInfo: [NSLocalizedDescriptionKey: "pg_ctl start failed: \(outcome.standardError)"])
+        }
+    }
+
     package func stop() {
-        _ = try? Self.runAsPostgres(["\(binaries)/pg_ctl", "-D", "\(directory)/data", "-m", "immediate", "-w", "stop"])
+        _ = try? Self.runAsPostgres(
+            ["\(binaries)/pg_ctl", "-D", "\(directory)/data", "-m", "immediate", "-w", "stop"], in: namespace)
         try? FileManager.default.removeItem(atPath: directory)
     }
 }
