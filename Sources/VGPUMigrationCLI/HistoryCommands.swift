@@ -407,6 +407,10 @@ enum HistoryText {
                 out += details(intent.details) + "\n"
             }
         }
+        if let notes = record.notes, !notes.isEmpty {
+            out += "\nAbout this record:\n"
+            for note in notes { out += "  \(time(note.time, milliseconds: true))  \(note.text)\n" }
+        }
         return out
     }
 }

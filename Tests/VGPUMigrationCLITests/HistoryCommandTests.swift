@@ -133,6 +133,42 @@ struct HistoryCommandTests {
         #expect(record.events.map(\.to) == [.checking, .failed])
     }
 
+    @Test("a record the local journal kept goes into the history with the next command; show prints its notes")
+    func journalReplayedOnOpen() async throws {
+        let directory = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let (path, records) = try await historyDatabase(in: directory)
+        // The run of records[3] went on while the history could not be written, and ended.
+        var ended = records[3]
+        let at = ended.updatedAt
+        ended.note(
+            "the history store could not be written (disk I/O error); the record was kept in the journal", at: at)
+        try ended.transition(to: .completing, reason: "switched over", at: at.addingTimeInterval(5))
+        try ended.transition(to: .completed, reason: "VM runs on l40s-2", at: at.addingTimeInterval(6))
+        let root = directory.appendingPathComponent("journal")
+        let journal = DirectoryRecordJournal(root: root, storeLocation: path)
+        try journal.keep(ended)
+        let environment = ["VGPU_MIGRATE_JOURNAL": root.path]
+
+        let shown = try ProductRunner.run(
+            "vgpu-migrate", ["show", ended.id, "--database", path], environment: environment)
+        #expect(shown.status == 0, "\(shown.standardError)")
+        #expect(
+            shown.standardError
+                == "note: migration \(ended.id): written from the local journal into the history (completed)\n")
+        #expect(shown.standardOutput.contains("migrating → completing: switched over"), "\(shown.standardOutput)")
+        #expect(
+            shown.standardOutput.contains(
+                "\nAbout this record:\n  2026-11-18 14:06:50.000  the history store could not be written"))
+        #expect(
+            shown.standardOutput.contains("replayed from the local journal \(journal.location) into the history store"))
+        #expect(try journal.records().isEmpty)
+        // Nothing left to replay: the next command says nothing more.
+        let again = try ProductRunner.run("vgpu-migrate", ["history", "--database", path], environment: environment)
+        #expect(again.status == 0 && again.standardError.isEmpty, "\(again.standardError)")
+        #expect(again.standardOutput.contains("completed"))
+    }
+
     @Test("show --svg draws the migration into a file that reads as SVG; an unwritable path is exit 2")
     func svg() async throws {
         let directory = try temporaryDirectory()

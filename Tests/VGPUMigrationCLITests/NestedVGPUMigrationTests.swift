@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 import VGPUMigrationCore
+import VGPUMigrationStorage
 import VGPUTestSupport
 
 #if canImport(Glibc)
@@ -18,9 +19,18 @@ struct NestedVGPUMigrationTests {
         var lab: NestedLab
         var directory: URL
         var policies = TestData.policies.path
+        /// The history: a SQLite file in the test's directory unless a PostgreSQL URL is given.
+        var database: String? = nil
+
+        var databaseLocation: String { database ?? directory.appendingPathComponent("history.sqlite").path }
+        /// Where records wait while the history cannot be written (VGPU_MIGRATE_JOURNAL).
+        var journalRoot: URL { directory.appendingPathComponent("journal") }
+        var journal: DirectoryRecordJournal {
+            DirectoryRecordJournal(root: journalRoot, storeLocation: databaseLocation)
+        }
 
         var environment: [String: String] {
-            ["VGPU_MIGRATE_DATABASE": directory.appendingPathComponent("history.sqlite").path]
+            ["VGPU_MIGRATE_DATABASE": databaseLocation, "VGPU_MIGRATE_JOURNAL": journalRoot.path]
         }
         var inventory: [String] { ["--inventory", lab.inventory] }
 
@@ -77,12 +87,13 @@ struct NestedVGPUMigrationTests {
 
     /// Starts the parked guest `vm` on src with an mdev from its agent and, in the background, its
     /// migration to dst under the policy `slow`; returns once 10% of its memory is sent.
-    func startSlowMigration(_ lab: NestedLab, _ vm: String, in directory: URL) throws -> (
-        Coordinator, mdev: String, RunningProcess
-    ) {
-        let coordinator = Coordinator(lab: lab, directory: directory, policies: try slowPolicies(in: directory))
+    func startSlowMigration(
+        _ lab: NestedLab, _ vm: String, in directory: URL, database: String? = nil, _ arguments: [String] = []
+    ) throws -> (Coordinator, mdev: String, RunningProcess) {
+        let coordinator = Coordinator(
+            lab: lab, directory: directory, policies: try slowPolicies(in: directory), database: database)
         let mdev = try lab.startGuest(vm)
-        let migration = try coordinator.start(vm, from: "src", to: "dst", ["--policy", "slow"])
+        let migration = try coordinator.start(vm, from: "src", to: "dst", ["--policy", "slow"] + arguments)
         #expect(waitForTransfer(migration, atLeast: 10), "\(migration.standardOutput)\(migration.standardError)")
         return (coordinator, mdev, migration)
     }
@@ -302,5 +313,142 @@ struct NestedVGPUMigrationTests {
                 == "mdev \(mdev) stays on src: not created by its agent, left as it is")
         let moved = try #require(record.reservation?.devices.only).id
         #expect(try lab.mdevs(on: "dst") == [moved])
+    }
+
+    /// Checks what a migration that completed while its history could not be written leaves:
+    /// the VM on dst with a new mdev, committed, src given back; its record, kept in the journal,
+    /// completed and saying why it is there. Returns the record.
+    func completedWithRecordInJournal(
+        _ coordinator: Coordinator, _ migration: RunningProcess, _ vm: String, carrying mdev: String
+    ) throws -> MigrationRecord {
+        let lab = coordinator.lab
+        let id = try #require(migrationID(of: migration))
+        #expect(
+            migration.waitForLine(within: 180) { $0.contains("the history store cannot be written") } != nil,
+            "\(migration.standardOutput)\(migration.standardError)")
+        #expect(migration.waitForExit(within: 300) == 0, "\(migration.standardOutput)\(migration.standardError)")
+        #expect(migration.standardOutput.contains("completed: VM runs on dst"), "\(migration.standardOutput)")
+        #expect(migration.standardOutput.contains("waits in the local journal"), "\(migration.standardOutput)")
+        // The migration went on to its end with the vGPU.
+        #expect(try lab.runningDomains(on: "dst") == [vm])
+        #expect(try lab.runningDomains(on: "src").isEmpty)
+        let moved = try #require(Array(try lab.mdevs(on: "dst")).only)
+        #expect(moved != mdev)
+        #expect(try lab.mdevs(on: "src").isEmpty)
+        // The record waits in the journal: completed, its reservation committed, and why.
+        let kept = try #require(try coordinator.journal.records().only)
+        #expect(kept.id == id && kept.state == .completed, "\(kept.events.last?.reason ?? "")")
+        let reservation = try #require(kept.reservation)
+        #expect(reservation.state == .committed && reservation.devices.map(\.id) == [moved])
+        let asked = try lab.agent("dst", get: "/v1/reservations/\(reservation.id)").standardOutput
+        #expect(asked.contains("\"state\":\"committed\""), "\(asked)")
+        #expect(kept.notes?.first?.text.hasPrefix("the history store could not be written") == true)
+        return kept
+    }
+
+    /// The history answers again: the next command writes the journal's record into it.
+    func replayedIntoHistory(_ coordinator: Coordinator, _ kept: MigrationRecord) throws {
+        let shown = try coordinator.read(["show", kept.id, "--json"])
+        #expect(shown.status == 0, "\(shown.standardError)")
+        #expect(
+            shown.standardError.contains(
+                "note: migration \(kept.id): written from the local journal into the history (completed)"),
+            "\(shown.standardError)")
+        let record = try decodedJSON(MigrationRecord.self, from: shown.standardOutput)
+        #expect(record.state == .completed)
+        #expect(record.reservation == kept.reservation && record.intents == kept.intents)
+        #expect(record.notes?.last?.text.hasPrefix("replayed from the local journal") == true)
+        #expect(try coordinator.journal.records().isEmpty)
+    }
+
+    @Test(
+        "the SQLite history made unwritable mid-migration (chattr +i): the VM completes with its vGPU, then the record reaches the history"
+    )
+    func sqliteUnwritable() async throws {
+        let lab = try #require(NestedLab.current)
+        let directory = try temporaryDirectory()
+        let vm = "nested-sqlite"
+        defer { lab.reset() }
+        let (coordinator, mdev, migration) = try startSlowMigration(
+            lab, vm, in: directory, ["--history-patience", "3"])
+        defer { migration.stop() }
+        // The database and its write-ahead log become immutable: every write fails, as on a disk
+        // remounted read-only; reads still work.
+        let files = ["", "-wal"].map { coordinator.databaseLocation + $0 }
+        let immutable = try ProcessOutcome.run(URL(fileURLWithPath: "/usr/bin/chattr"), ["+i"] + files)
+        #expect(immutable.status == 0, "chattr needs a file system with attributes (ext4): \(immutable.standardError)")
+        defer {
+            _ = try? ProcessOutcome.run(URL(fileURLWithPath: "/usr/bin/chattr"), ["-i"] + files)
+            try? FileManager.default.removeItem(at: directory)
+        }
+        let kept = try completedWithRecordInJournal(coordinator, migration, vm, carrying: mdev)
+
+        let writable = try ProcessOutcome.run(URL(fileURLWithPath: "/usr/bin/chattr"), ["-i"] + files)
+        #expect(writable.status == 0)
+        try replayedIntoHistory(coordinator, kept)
+    }
+
+    @Test(
+        "the PostgreSQL history stopped mid-migration: the VM completes with its vGPU, then the record reaches the history once it is back"
+    )
+    func postgresStopped() async throws {
+        let lab = try #require(NestedLab.current)
+        let directory = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let vm = "nested-postgres"
+        defer { lab.reset() }
+        // The server listens in the lab's namespace, where the coordinator runs.
+        let server = try PostgresServer.start(namespace: lab.namespace)
+        defer { server.stop() }
+        let (coordinator, mdev, migration) = try startSlowMigration(
+            lab, vm, in: directory, database: try server.createDatabase(), ["--history-patience", "3"])
+        defer { migration.stop() }
+        try server.halt()
+        let kept = try completedWithRecordInJournal(coordinator, migration, vm, carrying: mdev)
+
+        try server.resume()
+        try replayedIntoHistory(coordinator, kept)
+    }
+
+    @Test("dst's agent SIGKILLed and restarted mid-migration: the reservation survives and is committed")
+    func destinationAgentRestarted() async throws {
+        let lab = try #require(NestedLab.current)
+        let directory = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let vm = "nested-agent"
+        defer { lab.reset() }
+        let (coordinator, mdev, migration) = try startSlowMigration(lab, vm, in: directory)
+        defer { migration.stop() }
+        let id = try #require(migrationID(of: migration))
+        // Killed at once, started again with its own command line (its journal and the kernel's
+        // mdevs are what it finds).
+        let restart = try lab.run(
+            "dst",
+            """
+            pid=$(cat /run/vgpu-agent.pid); args=$(tr '\\0' ' ' < /proc/$pid/cmdline); kill -9 $pid
+            while kill -0 $pid 2>/dev/null; do sleep 0.1; done
+            setsid $args </dev/null >>/var/log/vgpu-agent.log 2>&1 & echo $! > /run/vgpu-agent.pid
+            """)
+        #expect(restart.status == 0, "\(restart.standardError)")
+        let status = migration.waitForExit(within: 300)
+        var record = try coordinator.record(id)
+        if status != 0 {
+            // The agent was not back in time for the commit: the record says unknown, and
+            // reconcile commits.
+            #expect(record.state == .unknown, "\(migration.standardOutput)\(migration.standardError)")
+            let reconcile = try coordinator.reconcile()
+            #expect(reconcile.status == 0, "\(reconcile.standardOutput)\(reconcile.standardError)")
+            record = try coordinator.record(id)
+        }
+        #expect(record.state == .completed, "\(record.events.last?.reason ?? "")")
+        let reservation = try #require(record.reservation)
+        #expect(reservation.state == .committed)
+        let moved = try #require(reservation.devices.only).id
+        #expect(moved != mdev)
+        #expect(try lab.runningDomains(on: "dst") == [vm])
+        #expect(try lab.mdevs(on: "dst") == [moved])
+        #expect(try lab.mdevs(on: "src").isEmpty)
+        let asked = try lab.agent("dst", get: "/v1/reservations/\(reservation.id)").standardOutput
+        #expect(asked.contains("\"state\":\"committed\""), "\(asked)")
     }
 }

@@ -223,4 +223,30 @@ struct RunTests {
         #expect(try await bench.destinationAgent.reservations().map(\.state) == [.committed])
         #expect(try await bench.history.unfinished().isEmpty)
     }
+
+    @Test("reconcile finds the VM running on both hosts: left unknown, nothing committed or released")
+    func reconcileLeavesSplitVMUnknown() async throws {
+        let bench = try await EngineBench()
+        try await bench.startGuest("vm-both", memoryMiB: 1024)
+        let record = try await bench.run("vm-both", policy: try EngineBench.policy("adaptive")).run()
+        #expect(record.state == .completed, "\(bench.events.all)")
+        // A second migration of the VM, dst → src, abandoned while a copy also runs on src.
+        var abandoned = MigrationRecord(
+            id: "abandoned", vm: "vm-both", source: "dst", destination: "src", policy: "adaptive",
+            at: bench.clock.now.addingTimeInterval(-600))
+        for state in [MigrationState.checking, .reserving, .migrating] {
+            try abandoned.transition(to: state, reason: "step", at: abandoned.createdAt)
+        }
+        abandoned.intents = [Intent(time: abandoned.createdAt, action: .startMigration)]
+        try await bench.history.begin(abandoned)
+        await bench.lab.start("vm-both", on: "src", xml: try await bench.lab.xml("vm-both", on: "dst"))
+        let before = try await bench.destinationAgent.reservations()
+
+        let settled = try await bench.reconciler().reconcileAll(vm: "vm-both")
+
+        #expect(settled.map(\.state) == [.unknown], "\(bench.events.all)")
+        #expect(settled.first?.events.last?.reason.contains("it runs on both src and dst") == true)
+        #expect(try await bench.destinationAgent.reservations() == before)
+        #expect(try await bench.history.unfinished().map(\.id) == ["abandoned"])
+    }
 }
