@@ -123,7 +123,7 @@ package struct MigrationMonitor: Sendable {
 
     /// Records the abort intent (in the store or the journal), then aborts the job.
     private func abort(_ record: inout MigrationRecord, reason: String, announce: Bool) async {
-        record.intents.append(Intent(time: clock.now, action: .abort, details: ["reason": reason]))
+        record.intents.append(.abort(reason: reason, at: clock.now))
         await recorder.persist(record)
         logger.notice("aborting the migration job", metadata: ["reason": "\(reason)"])
         if announce { events.yield(.aborting(migration: record.id, reason: reason)) }

@@ -172,7 +172,7 @@ private struct Steps {
                 typeID: typeID, count: vgpus.count, owner: record.id,
                 leaseSeconds: Int(min(86_400, policy.completionTimeoutSecondsPerGiB * gibibytes + 600)),
                 idempotencyKey: "\(record.id)/reserve")
-            try await intend(&record, .reserve, ["type": typeID, "count": String(vgpus.count)], jobStarted: false)
+            try await intend(&record, .reserve(typeID: typeID, count: vgpus.count, at: now), jobStarted: false)
             let reservation = try await agent.reserve(request)
             await pauseIfAsked("reserved", record)
             record.reservation = ReservationReference(
@@ -202,13 +202,13 @@ private struct Steps {
             // reservation's device is never removed while the VM's QEMU holds it.
             let committing = record.reservation.map(\.id)
             if let committing, destination.agent != nil {
-                try await intend(&record, .commit, ["reservation": committing])
+                try await intend(&record, .commit(reservation: committing, at: now))
             }
             async let committed = Self.commit(committing, on: destination.agent)
             let leftBehind = await SourceVGPURelease(agent: source.agent, hostName: source.name).run(
                 sources: vgpus.map(\.source)
             ) { id in
-                try await intend(&record, .releaseSource, ["reservation": id])
+                try await intend(&record, .releaseSource(reservation: id, at: now))
             }
             switch await committed {
             case .success(let reservation)?:
@@ -278,9 +278,8 @@ private struct Steps {
         guard let destinationURI = destination.libvirtURI else {
             throw MigrationEngineError(.configuration, "\(destination.name) has no libvirt_uri to migrate to")
         }
-        var intent = ["to": destinationURI]
-        if !vgpus.isEmpty { intent[SourceVGPURelease.detailKey] = SourceVGPURelease.encode(vgpus.map(\.source)) }
-        try await intend(&record, .startMigration, intent, jobStarted: false)
+        try await intend(
+            &record, .startMigration(to: destinationURI, sourceVGPUs: vgpus.map(\.source), at: now), jobStarted: false)
         events(
             .notice(
                 migration: record.id,
@@ -358,7 +357,7 @@ private struct Steps {
         do {
             if let pending = try await releaseReservation(&record) { reason += "; \(pending)" }
         } catch {
-            record.intents.append(Intent(time: now, action: .release, details: ["failed": "\(error)"]))
+            record.intents.append(.releaseFailed("\(error)", at: now))
         }
         if !record.state.isTerminal {
             do {
@@ -414,7 +413,7 @@ private struct Steps {
         guard let reservation = record.reservation, reservation.state == .active, let agent = destination.agent else {
             return nil
         }
-        try await intend(&record, .release, ["reservation": reservation.id])
+        try await intend(&record, .release(reservation: reservation.id, at: now))
         let released = try await agent.release(reservation.id)
         record.reservation?.state = released.state
         guard released.state == .releasing else { return nil }
@@ -424,10 +423,8 @@ private struct Steps {
     /// Records `action` as intended before it is done. Before the migration job started a
     /// history store that does not take it stops the migration (nothing that needs undoing has
     /// run); once the job ran, the intent may wait in the journal.
-    private func intend(
-        _ record: inout MigrationRecord, _ action: Intent.Action, _ details: [String: String], jobStarted: Bool = true
-    ) async throws {
-        record.intents.append(Intent(time: now, action: action, details: details))
+    private func intend(_ record: inout MigrationRecord, _ intent: Intent, jobStarted: Bool = true) async throws {
+        record.intents.append(intent)
         try await save(record, jobStarted: jobStarted)
     }
 

@@ -142,14 +142,16 @@ package struct Reconciler: Sendable {
                     cause: error)
             }
             for reservation in held {
+                // Recorded before it is asked, as every side effect is.
+                record.intents.append(
+                    runsOnDestination
+                        ? .commit(reservation: reservation.id, at: clock.now)
+                        : .release(reservation: reservation.id, at: clock.now))
+                await recorder.persist(record)
                 do {
                     let settled =
                         runsOnDestination
                         ? try await agent.commit(reservation.id) : try await agent.release(reservation.id)
-                    record.intents.append(
-                        Intent(
-                            time: clock.now, action: runsOnDestination ? .commit : .release,
-                            details: ["reservation": reservation.id]))
                     record.reservation = ReservationReference(
                         host: record.destination, id: settled.id, devices: settled.devices, state: settled.state)
                 } catch {
@@ -162,15 +164,14 @@ package struct Reconciler: Sendable {
 
         // The VM runs on the destination: give back what it left on the source.
         var details: [String: String] = [:]
-        if runsOnDestination,
-            let listed = record.intents.last(where: { $0.action == .startMigration })?.details[
-                SourceVGPURelease.detailKey]
+        if runsOnDestination, let started = record.intents.last(where: { $0.action == .startMigration }),
+            !started.sourceVGPUs.isEmpty
         {
             let agent = (try? hosts.agent(of: record.source)) ?? nil
             let released = await SourceVGPURelease(agent: agent, hostName: record.source).run(
-                sources: SourceVGPURelease.decode(listed)
+                sources: started.sourceVGPUs
             ) { id in
-                record.intents.append(Intent(time: clock.now, action: .releaseSource, details: ["reservation": id]))
+                record.intents.append(.releaseSource(reservation: id, at: clock.now))
                 await recorder.persist(record)
             }
             if !released.summary.isEmpty { details["source_vgpu"] = released.summary }

@@ -15,27 +15,6 @@ package struct SourceVGPURelease: Sendable {
         self.hostName = hostName
     }
 
-    /// The start-migration intent's detail naming the VM's vGPUs on the source, so a reconciler
-    /// can give them back too.
-    package static let detailKey = "source_vgpus"
-
-    package static func encode(_ sources: [HostdevSource]) -> String {
-        sources.map {
-            switch $0 {
-            case .mdev(let uuid): "mdev:\(uuid)"
-            case .pci(let address): "pci:\(address)"
-            }
-        }.joined(separator: ",")
-    }
-
-    package static func decode(_ text: String) -> [HostdevSource] {
-        text.split(separator: ",").compactMap { item in
-            if item.hasPrefix("mdev:") { return .mdev(uuid: String(item.dropFirst(5))) }
-            if item.hasPrefix("pci:") { return PCIAddress(String(item.dropFirst(4))).map { .pci($0) } }
-            return nil
-        }
-    }
-
     package struct Outcome: Sendable, Equatable {
         /// What happened, for the record.
         package var summary: String

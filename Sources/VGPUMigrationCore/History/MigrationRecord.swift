@@ -139,6 +139,80 @@ package struct Intent: Sendable, Hashable, Codable {
     }
 }
 
+extension Intent {
+    /// Reserve `count` vGPUs of type `typeID` on the destination.
+    package static func reserve(typeID: String, count: Int, at time: Date) -> Intent {
+        Intent(time: time, action: .reserve, details: ["type": typeID, "count": String(count)])
+    }
+
+    /// Start the libvirt migration to `destinationURI`; `sourceVGPUs` are the VM's vGPUs on the
+    /// source, which a reconciler gives back if the VM moved.
+    package static func startMigration(to destinationURI: String, sourceVGPUs: [HostdevSource], at time: Date)
+        -> Intent
+    {
+        var details = ["to": destinationURI]
+        if !sourceVGPUs.isEmpty { details[Key.sourceVGPUs] = encode(sourceVGPUs) }
+        return Intent(time: time, action: .startMigration, details: details)
+    }
+
+    /// Commit destination reservation `id`.
+    package static func commit(reservation id: String, at time: Date) -> Intent {
+        Intent(time: time, action: .commit, details: [Key.reservation: id])
+    }
+
+    /// Release destination reservation `id`.
+    package static func release(reservation id: String, at time: Date) -> Intent {
+        Intent(time: time, action: .release, details: [Key.reservation: id])
+    }
+
+    /// A release that could not be made, and why.
+    package static func releaseFailed(_ why: String, at time: Date) -> Intent {
+        Intent(time: time, action: .release, details: ["failed": why])
+    }
+
+    /// Release source reservation `id`, whose vGPU the VM left behind.
+    package static func releaseSource(reservation id: String, at time: Date) -> Intent {
+        Intent(time: time, action: .releaseSource, details: [Key.reservation: id])
+    }
+
+    /// Abort the migration job.
+    package static func abort(reason: String, at time: Date) -> Intent {
+        Intent(time: time, action: .abort, details: ["reason": reason])
+    }
+
+    /// The reservation a commit or release names.
+    package var reservationID: String? { details[Key.reservation] }
+    /// Why an abort was asked for.
+    package var reason: String? { details["reason"] }
+    /// Where a migration was started to.
+    package var destinationURI: String? { details["to"] }
+    /// The VM's vGPUs on the source that a started migration named.
+    package var sourceVGPUs: [HostdevSource] { details[Key.sourceVGPUs].map(Self.decode) ?? [] }
+
+    private enum Key {
+        static let reservation = "reservation"
+        static let sourceVGPUs = "source_vgpus"
+    }
+
+    /// `mdev:UUID,pci:ADDRESS`, as records keep it.
+    private static func encode(_ sources: [HostdevSource]) -> String {
+        sources.map {
+            switch $0 {
+            case .mdev(let uuid): "mdev:\(uuid)"
+            case .pci(let address): "pci:\(address)"
+            }
+        }.joined(separator: ",")
+    }
+
+    private static func decode(_ text: String) -> [HostdevSource] {
+        text.split(separator: ",").compactMap { item in
+            if item.hasPrefix("mdev:") { return .mdev(uuid: String(item.dropFirst(5))) }
+            if item.hasPrefix("pci:") { return PCIAddress(String(item.dropFirst(4))).map { .pci($0) } }
+            return nil
+        }
+    }
+}
+
 /// The destination reservation a migration holds.
 package struct ReservationReference: Sendable, Hashable, Codable {
     /// The host whose agent holds it.
