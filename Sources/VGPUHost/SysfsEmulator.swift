@@ -45,6 +45,12 @@ package final class SysfsEmulator: SysfsIO, @unchecked Sendable {
     package init(root: String, catalog: GPUBoardCatalog) throws(SysfsError) {
         self.tree = DirectorySysfs(root: root)
         self.catalog = catalog
+        // An emulator killed while it saved the state file leaves the file's temporary copy
+        // (and no state file: the tree itself was not changed yet).
+        for name in (try? FileManager.default.contentsOfDirectory(atPath: tree.root.path)) ?? []
+        where AtomicFile.isTemporary(name) && name.hasPrefix(".\(Self.stateFileName)") {
+            try? FileManager.default.removeItem(at: tree.root.appendingPathComponent(name))
+        }
         if let state = try Self.loadState(tree) {
             for (address, capacities) in state.emptyCapacity {
                 if let address = DeviceAddress(address) { emptyCapacity[address] = capacities }

@@ -29,7 +29,8 @@ struct AgentKillTests {
             let devices = Set(live.flatMap(\.devices).map(\.id))
             let inTree = Set(agent.mdevs())
             #expect(inTree == devices.union(handMade), "round \(round): tree \(inTree), reservations \(devices)")
-            #expect(try temporaryLeftovers(agent.tree).isEmpty, "round \(round)")
+            let leftovers = try temporaryLeftovers(agent.tree)
+            #expect(leftovers.isEmpty, "round \(round): \(leftovers)")
             if fixture == "mtty" {
                 // mtty's 24 ports, less those the devices there take.
                 let ports = try inTree.reduce(0) { $0 + (try mttyType(agent.tree, $1) == "mtty-2" ? 2 : 1) }

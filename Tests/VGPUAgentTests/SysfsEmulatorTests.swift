@@ -191,6 +191,18 @@ struct KilledWriterTests {
         }
     }
 
+    @Test("killed while it saved its state file (before any change): the next emulator removes the temporary copy")
+    func stateFileLeftover() async throws {
+        try await TestData.withFixtureCopy("t4-b") { tree in
+            let leftover = tree.appendingPathComponent(".\(SysfsEmulator.stateFileName).vgpu-tmp.4242")
+            try Data("{\"empty_cap".utf8).write(to: leftover)
+            let emulator = try SysfsEmulator(root: tree.path, catalog: try catalog())
+            #expect(!FileManager.default.fileExists(atPath: leftover.path))
+            // The tree reads as the fixture: nothing else was touched.
+            #expect(try emulator.readFile("\(SysfsEmulatorTests.t4Type)/nvidia-232/available_instances") != nil)
+        }
+    }
+
     @Test("an emulator opened on a tree a killed one left half changed settles it from the devices there")
     func settlesHalfDoneChanges() async throws {
         try await TestData.withFixtureCopy("t4-b") { tree in
