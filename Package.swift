@@ -16,6 +16,7 @@ let package = Package(
         .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
         .package(url: "https://github.com/vapor/postgres-nio", from: "1.33.2"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
     ],
     targets: [
         // Pure core: host and guest models, parsers, rules. No C, no I/O.
@@ -48,6 +49,7 @@ let package = Package(
                 .product(name: "HummingbirdTLS", package: "hummingbird"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),
 
@@ -145,7 +147,10 @@ let package = Package(
         ),
         .testTarget(
             name: "VGPUAgentTests",
-            dependencies: ["VGPUAgent", "VGPUAgentClient", "VGPUHost", "VGPUPolicies", "VGPUTestSupport"]
+            dependencies: [
+                "VGPUAgent", "VGPUAgentClient", "VGPUHost", "VGPUPolicies", "VGPUTestSupport",
+                .product(name: "HummingbirdTesting", package: "hummingbird"),
+            ]
         ),
     ],
     swiftLanguageModes: [.v6]

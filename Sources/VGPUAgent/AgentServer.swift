@@ -5,6 +5,7 @@ import HummingbirdTLS
 import Logging
 import NIOCore
 import NIOSSL
+import ServiceLifecycle
 import VGPUHost
 import VGPUMigrationCore
 
@@ -37,73 +38,63 @@ package struct AgentServerConfiguration: Sendable {
 
 /// The agent's HTTP API under `/v1`, plus `/healthz` and `/metrics`.
 package enum AgentServer {
-    package static func application(
-        configuration: AgentServerConfiguration, book: ReservationBook, allocator: VGPUAllocator, logger: Logger,
-        onRunning: @escaping @Sendable (Int) async -> Void
-    ) throws -> some ApplicationProtocol {
+    /// The agent's routes. A route throws what went wrong (``AgentError``, `ReservationError`);
+    /// the error's type says its HTTP status and body.
+    package static func router(
+        tokens: AgentTokens, book: ReservationBook, allocator: VGPUAllocator, maxBodyBytes limit: Int
+    ) -> Router<AgentRequestContext> {
         let router = Router()
-        router.middlewares.add(BearerAuthMiddleware(tokens: configuration.tokens))
-        let limit = configuration.maxBodyBytes
+        router.middlewares.add(BearerAuthMiddleware(tokens: tokens))
 
         router.get("/healthz") { _, _ in try json(["status": "ok"]) }
         router.get("/metrics") { _, _ in
             await metrics(book: book)
         }
-        router.get("/v1/facts") { _, _ in
-            do {
-                return try json(try allocator.inventory())
-            } catch {
-                return failure(.internalServerError, "internal", "cannot read the host: \(error)")
-            }
-        }
-        router.get("/v1/vgpus") { _, _ in
-            do {
-                return try json(try allocator.inventory().vgpus)
-            } catch {
-                return failure(.internalServerError, "internal", "cannot read the host: \(error)")
-            }
-        }
+        router.get("/v1/facts") { _, _ in try json(try hostFacts(allocator)) }
+        router.get("/v1/vgpus") { _, _ in try json(try hostFacts(allocator).vgpus) }
         router.get("/v1/reservations") { _, _ in try json(await book.all()) }
         router.get("/v1/reservations/:id") { _, context in
-            guard let id = reservationID(context) else { return badID(context) }
-            return try await answer { try await book.reservation(id) }
+            try json(try await book.reservation(try reservationID(context)))
         }
         router.post("/v1/reservations") { request, context in
-            guard context.role == .operator else { return forbidden() }
+            try requireOperator(context)
             let body: ByteBuffer
             do {
                 body = try await request.body.collect(upTo: limit)
             } catch {
-                return failure(.contentTooLarge, "payload_too_large", "the request body is larger than \(limit) bytes")
+                throw AgentError(
+                    .contentTooLarge, "payload_too_large", "the request body is larger than \(limit) bytes")
             }
             let reservationRequest: ReservationRequest
             do {
                 reservationRequest = try ReservationRequest.decode(body: Data(buffer: body))
             } catch let error as ReservationRequestError {
-                return failure(.badRequest, "bad_request", error.message)
+                throw AgentError(.badRequest, "bad_request", error.message)
             }
-            do {
-                let (reservation, created) = try await book.reserve(reservationRequest)
-                return try json(reservation, status: created ? .created : .ok)
-            } catch let error as ReservationError {
-                return failure(error)
-            }
+            let (reservation, created) = try await book.reserve(reservationRequest)
+            return try json(reservation, status: created ? .created : .ok)
         }
         router.delete("/v1/reservations/:id") { _, context in
-            guard context.role == .operator else { return forbidden() }
-            guard let id = reservationID(context) else { return badID(context) }
-            return try await answer { try await book.release(id) }
+            try requireOperator(context)
+            return try json(try await book.release(try reservationID(context)))
         }
         router.post("/v1/reservations/:id/commit") { _, context in
-            guard context.role == .operator else { return forbidden() }
-            guard let id = reservationID(context) else { return badID(context) }
-            return try await answer { try await book.commit(id) }
+            try requireOperator(context)
+            return try json(try await book.commit(try reservationID(context)))
         }
         router.post("/v1/reservations/:id/retire") { _, context in
-            guard context.role == .operator else { return forbidden() }
-            guard let id = reservationID(context) else { return badID(context) }
-            return try await answer { try await book.retire(id) }
+            try requireOperator(context)
+            return try json(try await book.retire(try reservationID(context)))
         }
+        return router
+    }
+
+    package static func application(
+        configuration: AgentServerConfiguration, book: ReservationBook, allocator: VGPUAllocator, logger: Logger,
+        services: [any Service] = [], onRunning: @escaping @Sendable (Int) async -> Void
+    ) throws -> some ApplicationProtocol {
+        let router = router(
+            tokens: configuration.tokens, book: book, allocator: allocator, maxBodyBytes: configuration.maxBodyBytes)
 
         let server: HTTPServerBuilder
         if let certificate = configuration.certificate, let key = configuration.privateKey {
@@ -122,6 +113,7 @@ package enum AgentServer {
             router: router, server: server,
             configuration: .init(
                 address: .hostname(configuration.host, port: configuration.port), serverName: "vgpu-agent"),
+            services: services,
             onServerRunning: { channel in await onRunning(channel.localAddress?.port ?? configuration.port) },
             logger: logger)
     }
@@ -142,35 +134,27 @@ package enum AgentServer {
             ?? Response(status: .internalServerError)
     }
 
-    static func failure(_ error: ReservationError) -> Response {
-        switch error {
-        case .badRequest(let message): failure(.badRequest, "bad_request", message)
-        case .notFound(let message): failure(.notFound, "not_found", message)
-        case .conflict(let message): failure(.conflict, "conflict", message)
-        case .noCapacity(let message): failure(.conflict, "no_capacity", message)
-        case .corruptJournal, .internal: failure(.internalServerError, "internal", error.description)
+    static func requireOperator(_ context: AgentRequestContext) throws(AgentError) {
+        guard context.role == .operator else {
+            throw AgentError(.forbidden, "forbidden", "this token may read only; reservations need an operator token")
         }
     }
 
-    static func answer(_ body: () async throws -> Reservation) async throws -> Response {
+    /// The `:id` parameter, which must be a reservation id (a UUID).
+    static func reservationID(_ context: AgentRequestContext) throws(AgentError) -> String {
+        guard let id = context.parameters.get("id").flatMap({ canonicalUUID($0) }) else {
+            throw AgentError(
+                .badRequest, "bad_request", "'\(context.parameters.get("id") ?? "")' is not a reservation id (a UUID)")
+        }
+        return id
+    }
+
+    static func hostFacts(_ allocator: VGPUAllocator) throws(AgentError) -> HostInventory {
         do {
-            return try json(try await body())
-        } catch let error as ReservationError {
-            return failure(error)
+            return try allocator.inventory()
+        } catch {
+            throw AgentError(.internalServerError, "internal", "cannot read the host: \(error)")
         }
-    }
-
-    static func forbidden() -> Response {
-        failure(.forbidden, "forbidden", "this token may read only; reservations need an operator token")
-    }
-
-    /// The `:id` parameter when it is a reservation id (a UUID).
-    static func reservationID(_ context: AgentRequestContext) -> String? {
-        context.parameters.get("id").flatMap { canonicalUUID($0) }
-    }
-
-    static func badID(_ context: AgentRequestContext) -> Response {
-        failure(.badRequest, "bad_request", "'\(context.parameters.get("id") ?? "")' is not a reservation id (a UUID)")
     }
 
     /// Prometheus text format.
@@ -194,6 +178,40 @@ package enum AgentServer {
         return Response(
             status: .ok, headers: [.contentType: "text/plain; version=0.0.4"],
             body: .init(byteBuffer: ByteBuffer(string: text)))
+    }
+}
+
+/// A request the agent refuses, with its HTTP status and the documented error body.
+package struct AgentError: HTTPResponseError {
+    package var status: HTTPResponse.Status
+    package var body: AgentErrorBody
+
+    package init(_ status: HTTPResponse.Status, _ code: String, _ message: String) {
+        self.status = status
+        body = AgentErrorBody(error: code, message: message)
+    }
+
+    package func response(from request: Request, context: some RequestContext) throws -> Response {
+        AgentServer.failure(status, body.error, body.message)
+    }
+}
+
+/// The reservation book's refusals as HTTP: each case has its status and error code.
+extension ReservationError: HTTPResponseError {
+    package var status: HTTPResponse.Status { agentError.status }
+
+    package func response(from request: Request, context: some RequestContext) throws -> Response {
+        try agentError.response(from: request, context: context)
+    }
+
+    private var agentError: AgentError {
+        switch self {
+        case .badRequest(let message): AgentError(.badRequest, "bad_request", message)
+        case .notFound(let message): AgentError(.notFound, "not_found", message)
+        case .conflict(let message): AgentError(.conflict, "conflict", message)
+        case .noCapacity(let message): AgentError(.conflict, "no_capacity", message)
+        case .corruptJournal, .internal: AgentError(.internalServerError, "internal", description)
+        }
     }
 }
 

@@ -159,28 +159,22 @@ package struct VGPUAgentCommand: AsyncParsableCommand {
             host: host, port: port, tokens: tokens, certificate: certificate, privateKey: privateKey,
             clientCA: clientCA,
             maxBodyBytes: maxBodyBytes)
+        let expiry = LeaseExpiryService(book: book, interval: .milliseconds(expiryIntervalMilliseconds)) {
+            reservation in
+            CommandRunner.writeStandardError(
+                "vgpu-agent: reservation \(reservation.id) is now \(reservation.state.rawValue): \(reservation.reason ?? "")"
+            )
+        }
         let application: any ApplicationProtocol
         do {
             application = try AgentServer.application(
-                configuration: configuration, book: book, allocator: allocator, logger: logger
+                configuration: configuration, book: book, allocator: allocator, logger: logger, services: [expiry]
             ) { port in
                 CommandRunner.writeLine("vgpu-agent listening on \(scheme)://\(host):\(port)", to: STDOUT_FILENO)
             }
         } catch {
             throw CommandFailure("cannot set up the server: \(error)", exitCode: CommandFailure.usageOrConfiguration)
         }
-        let interval = expiryIntervalMilliseconds
-        let expiry = Task {
-            while !Task.isCancelled {
-                try? await Task.sleep(for: .milliseconds(interval))
-                for reservation in await book.expireDue() {
-                    CommandRunner.writeStandardError(
-                        "vgpu-agent: reservation \(reservation.id) is now \(reservation.state.rawValue): \(reservation.reason ?? "")"
-                    )
-                }
-            }
-        }
-        defer { expiry.cancel() }
         try await application.runService()
     }
 

@@ -6,8 +6,14 @@ import VGPUMigrationCore
 /// Every change is appended to a journal (`reservations.jsonl`, one reservation per line, the
 /// last line of an id wins) and flushed to disk *before* the devices it names are created or
 /// removed, so after a crash the agent knows every device it may have made. One actor
-/// serializes all changes: two requests never plan the same free device.
+/// serializes all changes: two requests never plan the same free device. The actor runs on a
+/// queue of its own (``BlockingIOExecutor``): its sysfs writes and fsyncs block, and must not hold
+/// a thread of Swift's cooperative pool while they do.
 package actor ReservationBook {
+    private let executor = BlockingIOExecutor(label: "vgpu-agent.reservations")
+    package nonisolated var unownedExecutor: UnownedSerialExecutor { executor.asUnownedSerialExecutor() }
+    /// Whether the book's code runs on its own queue now (for tests).
+    package var runsOffTheCooperativePool: Bool { executor.isCurrent }
     private let allocator: VGPUAllocator
     private let journal: URL
     private let now: @Sendable () -> Date
