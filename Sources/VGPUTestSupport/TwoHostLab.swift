@@ -57,3 +57,9 @@ extension Trait where Self == TwoHostLab {
     /// The two-host libvirt lab of `scripts/lab`, for the suite.
     package static var twoHostLab: Self { TwoHostLab() }
 }
+
+extension Tag {
+    /// Suites that bring up a lab (the two-host libvirt lab or the nested VFIO lab): the slow
+    /// ones, which need root, QEMU and libvirt (`scripts/test-labs` runs only these).
+    @Tag package static var lab: Self
+}

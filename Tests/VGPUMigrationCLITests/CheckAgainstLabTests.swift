@@ -3,7 +3,7 @@ import Testing
 import VGPUMigrationCore
 import VGPUTestSupport
 
-@Suite("check against the real libvirt daemons of the lab", .serialized, .twoHostLab)
+@Suite("check against the real libvirt daemons of the lab", .serialized, .twoHostLab, .tags(.lab))
 struct CheckAgainstLabTests {
     func inventory(_ lab: Lab, in directory: URL) throws -> String {
         try labInventory(lab, in: directory)

@@ -56,7 +56,7 @@ func runningOn(_ lab: Lab, _ name: String) throws -> [String] {
     return hosts
 }
 
-@Suite("migrate in the two-host lab (real libvirt daemons and QEMU)", .serialized, .twoHostLab)
+@Suite("migrate in the two-host lab (real libvirt daemons and QEMU)", .serialized, .twoHostLab, .tags(.lab))
 struct MigrateInLabTests {
     @Test("an idle guest migrates src → dst and back; the history shows every transition")
     func thereAndBack() async throws {

@@ -5,8 +5,10 @@ import VGPUTestSupport
 
 /// Ctrl-C during `migrate`, and what a terminal shows; `script` (util-linux) gives the coordinator
 /// a real pseudo-terminal.
-@Suite("Ctrl-C and the progress line (real libvirt daemons, QEMU, a pseudo-terminal)", .serialized, .twoHostLab)
-struct OperatorInterruptTests {
+@Suite(
+    "Ctrl-C and the progress line (real libvirt daemons, QEMU, a pseudo-terminal)", .serialized, .twoHostLab,
+    .tags(.lab))
+struct OperatorInterruptLabTests {
     @Test("without a terminal, SIGINT aborts at once: cancelled, the guest stays on src")
     func interruptWithoutTerminal() async throws {
         let lab = try #require(Lab.current)

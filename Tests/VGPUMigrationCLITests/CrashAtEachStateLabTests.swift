@@ -8,9 +8,10 @@ import VGPUTestSupport
 /// A real `vgpu-migrate migrate` is stopped at a point of the migration (VGPU_MIGRATE_TEST_PAUSE)
 /// and SIGKILLed there; a new `vgpu-migrate reconcile` process then settles the record.
 @Suite(
-    "coordinator SIGKILLed at each state, then reconciled (real libvirt daemons, QEMU, agent)", .serialized, .twoHostLab
+    "coordinator SIGKILLed at each state, then reconciled (real libvirt daemons, QEMU, agent)", .serialized,
+    .twoHostLab, .tags(.lab)
 )
-struct CrashAtEachStateTests {
+struct CrashAtEachStateLabTests {
     /// Starts `vgpu-migrate migrate` paused at `point` (or not paused, when nil), waits for the
     /// line `until` (by default: paused there) and kills it; returns the migration id.
     private func killedMigration(

@@ -11,8 +11,10 @@ import VGPUTestSupport
 /// The vGPU path on real mediated devices: two nested hosts (Debian's 6.12 kernel under TCG) with
 /// the kernel's sample driver mtty, libvirt 11 and QEMU 10, and the project's vgpu-agent on their
 /// real `/sys`; the coordinator runs on this machine (`scripts/nested-lab`).
-@Suite("vGPU path on real mdevs (nested hosts, mtty, libvirt 11, QEMU 10, real agents)", .serialized, .nestedVFIOLab)
-struct NestedVGPUMigrationTests {
+@Suite(
+    "vGPU path on real mdevs (nested hosts, mtty, libvirt 11, QEMU 10, real agents)", .serialized, .nestedVFIOLab,
+    .tags(.lab))
+struct NestedVGPUMigrationLabTests {
     /// `vgpu-migrate` as the tests run it against the lab: in the lab's namespace, with the lab's
     /// inventory, a history of the test's own (VGPU_MIGRATE_DATABASE) and a policies directory.
     struct Coordinator {

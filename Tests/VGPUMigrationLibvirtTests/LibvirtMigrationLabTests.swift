@@ -17,8 +17,8 @@ func dataPath(to address: String) -> MigrationParameters {
     MigrationParameters(migrateURI: "tcp://\(address)", listenAddress: address)
 }
 
-@Suite("libvirt migration against the lab's real daemons", .serialized, .twoHostLab)
-struct LibvirtMigrationTests {
+@Suite("libvirt migration against the lab's real daemons", .serialized, .twoHostLab, .tags(.lab))
+struct LibvirtMigrationLabTests {
     @Test(
         "a running guest migrates src → dst (its connection opened ahead) and back (opened by the call); the completed job reports its statistics"
     )

@@ -4,8 +4,8 @@ import VGPUMigrationCore
 import VGPUTestSupport
 
 /// A lab of its own: the test kills one of its daemons.
-@Suite("migrate when the destination daemon dies", .serialized, .twoHostLab)
-struct DestinationCrashTests {
+@Suite("migrate when the destination daemon dies", .serialized, .twoHostLab, .tags(.lab))
+struct DestinationCrashLabTests {
     @Test("destination libvirtd killed during a migration → failed, guest still running on src")
     func destinationDies() async throws {
         let lab = try #require(Lab.current)

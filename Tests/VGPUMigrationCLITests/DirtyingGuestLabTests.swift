@@ -15,8 +15,9 @@ private let workingSetMiB = 96
 private let memoryMiB = 512
 
 @Suite(
-    "a guest that dirties memory faster than 300 ms allows (real libvirt, QEMU, lab guest)", .serialized, .twoHostLab)
-struct DirtyingGuestTests {
+    "a guest that dirties memory faster than 300 ms allows (real libvirt, QEMU, lab guest)", .serialized, .twoHostLab,
+    .tags(.lab))
+struct DirtyingGuestLabTests {
     @Test("the guest's own page check reports pages it did not write (the check can fail)")
     func pageCheckSeesSpoiledPages() async throws {
         let lab = try #require(Lab.current)
