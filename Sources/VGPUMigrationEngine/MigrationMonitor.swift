@@ -123,8 +123,7 @@ package struct MigrationMonitor: Sendable {
 
     /// Records the abort intent (in the store or the journal), then aborts the job.
     private func abort(_ record: inout MigrationRecord, reason: String, announce: Bool) async {
-        record.intents.append(.abort(reason: reason, at: clock.now))
-        await recorder.persist(record)
+        await record.intend(.abort(reason: reason, at: clock.now), recorder: recorder)
         logger.notice("aborting the migration job", metadata: ["reason": "\(reason)"])
         if announce { events.yield(.aborting(migration: record.id, reason: reason)) }
         try? await guest.abortJob()

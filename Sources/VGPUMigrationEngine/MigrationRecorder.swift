@@ -213,6 +213,16 @@ package actor MigrationRecorder {
     }
 }
 
+extension MigrationRecord {
+    /// Records `intent` and saves the record before the action it announces is taken: the one
+    /// way the engine writes ahead of a side effect.
+    @discardableResult
+    mutating func intend(_ intent: Intent, recorder: MigrationRecorder) async -> MigrationRecorder.Written {
+        intents.append(intent)
+        return await recorder.persist(self)
+    }
+}
+
 extension Duration {
     /// The duration in seconds.
     var seconds: Double {

@@ -71,9 +71,13 @@ package struct MigrationRun: Sendable {
         do {
             try await store.begin(record)
         } catch {
-            throw MigrationEngineError(
-                .historyStore, "\(error)", remedy: "wait for it to end, or abort it with 'vgpu-migrate abort'",
-                cause: error)
+            let remedy =
+                if case .vmBusy = error {
+                    "wait for it to end, or abort it with 'vgpu-migrate abort'"
+                } else {
+                    "nothing was changed; check the history store (--database) and try again"
+                }
+            throw MigrationEngineError(.historyStore, "\(error)", remedy: remedy, cause: error)
         }
         let recorder = MigrationRecorder(
             store: store, journal: journal, clock: clock, events: events, logger: logger)
@@ -88,8 +92,7 @@ package struct MigrationRun: Sendable {
         do {
             try await steps.drive(&record)
             return try await steps.finish(record)
-        } catch let cancelled as OperatorCancellation {
-            _ = cancelled
+        } catch is OperatorCancellation {
             ending = (.cancelled, "aborted by the operator (Ctrl-C); the VM stays on \(source.name)")
         } catch let unclear as UnclearOutcome {
             return try await steps.leaveForReconcile(&record, unclear.reason)
@@ -424,8 +427,8 @@ private struct Steps {
     /// history store that does not take it stops the migration (nothing that needs undoing has
     /// run); once the job ran, the intent may wait in the journal.
     private func intend(_ record: inout MigrationRecord, _ intent: Intent, jobStarted: Bool = true) async throws {
-        record.intents.append(intent)
-        try await save(record, jobStarted: jobStarted)
+        let written = await record.intend(intent, recorder: recorder)
+        try requireStore(written, jobStarted: jobStarted)
     }
 
     private func move(
@@ -443,7 +446,11 @@ private struct Steps {
     }
 
     private func save(_ record: MigrationRecord, jobStarted: Bool) async throws {
-        let written = await recorder.persist(record)
+        try requireStore(await recorder.persist(record), jobStarted: jobStarted)
+    }
+
+    /// Before the migration job starts, a record that did not reach the store stops the run.
+    private func requireStore(_ written: MigrationRecorder.Written, jobStarted: Bool) throws {
         if written != .store && !jobStarted {
             throw MigrationEngineError(
                 .historyStore,

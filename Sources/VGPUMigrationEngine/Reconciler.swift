@@ -143,11 +143,10 @@ package struct Reconciler: Sendable {
             }
             for reservation in held {
                 // Recorded before it is asked, as every side effect is.
-                record.intents.append(
+                await record.intend(
                     runsOnDestination
                         ? .commit(reservation: reservation.id, at: clock.now)
-                        : .release(reservation: reservation.id, at: clock.now))
-                await recorder.persist(record)
+                        : .release(reservation: reservation.id, at: clock.now), recorder: recorder)
                 do {
                     let settled =
                         runsOnDestination
@@ -171,8 +170,7 @@ package struct Reconciler: Sendable {
             let released = await SourceVGPURelease(agent: agent, hostName: record.source).run(
                 sources: started.sourceVGPUs
             ) { id in
-                record.intents.append(.releaseSource(reservation: id, at: clock.now))
-                await recorder.persist(record)
+                await record.intend(.releaseSource(reservation: id, at: clock.now), recorder: recorder)
             }
             if !released.summary.isEmpty { details["source_vgpu"] = released.summary }
         }
