@@ -17,7 +17,7 @@ package struct VGPUMigrateCommand: AsyncParsableCommand {
         subcommands: [
             InspectCommand.self, CheckCommand.self, MigrateCommand.self, AbortCommand.self, ReconcileCommand.self,
             HistoryCommand.self,
-            ShowCommand.self, PolicyCommand.self,
+            ShowCommand.self, CordonCommand.self, UncordonCommand.self, PolicyCommand.self,
         ]
     )
 

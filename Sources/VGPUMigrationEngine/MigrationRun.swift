@@ -68,6 +68,7 @@ package struct MigrationRun: Sendable {
         var logger = self.logger
         logger[metadataKey: "migration"] = "\(record.id)"
         logger[metadataKey: "vm"] = "\(vm)"
+        try await refuseCordonedDestination()
         do {
             try await store.begin(record)
         } catch {
@@ -105,6 +106,28 @@ package struct MigrationRun: Sendable {
             ending = (.failed, message)
         }
         return try await steps.end(&record, ending.0, ending.1)
+    }
+}
+
+extension MigrationRun {
+    /// A destination under maintenance (`vgpu-migrate cordon`) takes no migration.
+    fileprivate func refuseCordonedDestination() async throws(MigrationEngineError) {
+        let cordons: [HostCordon]
+        do {
+            cordons = try await store.cordons()
+        } catch {
+            throw MigrationEngineError(
+                .historyStore, "cannot read the cordoned hosts: \(error)",
+                remedy: "nothing was changed; check the history store (--database) and try again", cause: error)
+        }
+        guard let cordon = cordons.first(where: { $0.host == destination.name }) else { return }
+        throw MigrationEngineError(
+            .configuration,
+            "\(destination.name) is cordoned (\(cordon.reason)"
+                + (cordon.by.map { ", by \($0)" } ?? "") + "): no migration goes there",
+            remedy:
+                "'vgpu-migrate uncordon \(destination.name)' once its maintenance is over, or pick another destination "
+                + "('vgpu-migrate check VM --from \(source.name) --to auto')")
     }
 }
 

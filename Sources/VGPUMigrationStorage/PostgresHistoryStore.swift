@@ -71,7 +71,7 @@ package final class PostgresHistoryStore: HistoryStore {
     /// server went away, a connection could not be made) the pool is not trusted again: the next
     /// call first connects directly (failing fast while the server is down), then starts a new
     /// pool, whose connections are fresh. Every call ends within ``answerTimeout``.
-    private func connected<T: Sendable>(_ body: @escaping @Sendable (PostgresClient) async throws -> T) async throws
+    fileprivate func connected<T: Sendable>(_ body: @escaping @Sendable (PostgresClient) async throws -> T) async throws
         -> T
     {
         if pool.suspect {
@@ -134,6 +134,12 @@ package final class PostgresHistoryStore: HistoryStore {
                 WHERE status NOT IN ('completed', 'failed', 'cancelled')
             """,
             "INSERT INTO schema_versions (version) VALUES (1) ON CONFLICT DO NOTHING",
+            """
+            CREATE TABLE IF NOT EXISTS cordons (
+                host TEXT PRIMARY KEY, reason TEXT NOT NULL, since DOUBLE PRECISION NOT NULL, by_whom TEXT
+            )
+            """,
+            "INSERT INTO schema_versions (version) VALUES (2) ON CONFLICT DO NOTHING",
         ] {
             try await client.query(PostgresQuery(unsafeSQL: statement))
         }
@@ -280,6 +286,64 @@ package final class PostgresHistoryStore: HistoryStore {
             throw .unavailable("\(location): \(String(reflecting: error))")
         }
         return try texts.map { (text) throws(HistoryStoreError) in try decodeRecord(text) }
+    }
+}
+
+extension PostgresHistoryStore {
+    package func cordon(_ cordon: HostCordon) async throws(HistoryStoreError) -> HostCordon {
+        do {
+            return try await connected { client in
+                try await client.query(
+                    """
+                    INSERT INTO cordons (host, reason, since, by_whom)
+                    VALUES (\(cordon.host), \(cordon.reason), \(cordon.since.timeIntervalSince1970), \(cordon.by))
+                    ON CONFLICT (host) DO NOTHING
+                    """)
+                return try await Self.cordon(of: cordon.host, client) ?? cordon
+            }
+        } catch {
+            throw .unavailable("\(location): \(String(reflecting: error))")
+        }
+    }
+
+    package func uncordon(host: String) async throws(HistoryStoreError) -> HostCordon? {
+        do {
+            return try await connected { client in
+                let rows = try await client.query(
+                    "DELETE FROM cordons WHERE host = \(host) RETURNING host, reason, since, by_whom")
+                var removed: HostCordon?
+                for try await (host, reason, since, by) in rows.decode((String, String, Double, String?).self) {
+                    removed = HostCordon(host: host, reason: reason, since: Date(timeIntervalSince1970: since), by: by)
+                }
+                return removed
+            }
+        } catch {
+            throw .unavailable("\(location): \(String(reflecting: error))")
+        }
+    }
+
+    package func cordons() async throws(HistoryStoreError) -> [HostCordon] {
+        do {
+            return try await connected { client in
+                let rows = try await client.query("SELECT host, reason, since, by_whom FROM cordons ORDER BY host")
+                var cordons: [HostCordon] = []
+                for try await (host, reason, since, by) in rows.decode((String, String, Double, String?).self) {
+                    cordons.append(
+                        HostCordon(host: host, reason: reason, since: Date(timeIntervalSince1970: since), by: by))
+                }
+                return cordons
+            }
+        } catch {
+            throw .unavailable("\(location): \(String(reflecting: error))")
+        }
+    }
+
+    private static func cordon(of host: String, _ client: PostgresClient) async throws -> HostCordon? {
+        let rows = try await client.query("SELECT host, reason, since, by_whom FROM cordons WHERE host = \(host)")
+        for try await (host, reason, since, by) in rows.decode((String, String, Double, String?).self) {
+            return HostCordon(host: host, reason: reason, since: Date(timeIntervalSince1970: since), by: by)
+        }
+        return nil
     }
 }
 

@@ -93,7 +93,65 @@ package final class SQLiteHistoryStore: HistoryStore {
                     CREATE INDEX migrations_by_destination ON migrations(destination, created_at DESC, status, vm);
                     """)
         }
+        // Hosts marked as no destination (`vgpu-migrate cordon`).
+        migrator.registerMigration("3-cordons") { db in
+            try db.execute(
+                sql: """
+                    CREATE TABLE cordons (
+                        host TEXT PRIMARY KEY NOT NULL,
+                        reason TEXT NOT NULL,
+                        since REAL NOT NULL,
+                        by TEXT
+                    );
+                    """)
+        }
         return migrator
+    }
+
+    package func cordon(_ cordon: HostCordon) async throws(HistoryStoreError) -> HostCordon {
+        do {
+            return try await pool.write { db in
+                try db.execute(
+                    sql:
+                        "INSERT INTO cordons (host, reason, since, by) VALUES (?, ?, ?, ?) ON CONFLICT(host) DO NOTHING",
+                    arguments: [cordon.host, cordon.reason, cordon.since.timeIntervalSince1970, cordon.by])
+                return try Self.cordon(of: cordon.host, in: db) ?? cordon
+            }
+        } catch {
+            throw .unavailable("\(path): \(error)")
+        }
+    }
+
+    package func uncordon(host: String) async throws(HistoryStoreError) -> HostCordon? {
+        do {
+            return try await pool.write { db in
+                let existing = try Self.cordon(of: host, in: db)
+                try db.execute(sql: "DELETE FROM cordons WHERE host = ?", arguments: [host])
+                return existing
+            }
+        } catch {
+            throw .unavailable("\(path): \(error)")
+        }
+    }
+
+    package func cordons() async throws(HistoryStoreError) -> [HostCordon] {
+        do {
+            return try await pool.read { db in
+                try Row.fetchAll(db, sql: "SELECT host, reason, since, by FROM cordons ORDER BY host").map(Self.cordon)
+            }
+        } catch {
+            throw .unavailable("\(path): \(error)")
+        }
+    }
+
+    private static func cordon(of host: String, in db: Database) throws -> HostCordon? {
+        try Row.fetchOne(db, sql: "SELECT host, reason, since, by FROM cordons WHERE host = ?", arguments: [host])
+            .map(cordon)
+    }
+
+    private static func cordon(_ row: Row) -> HostCordon {
+        HostCordon(
+            host: row["host"], reason: row["reason"], since: Date(timeIntervalSince1970: row["since"]), by: row["by"])
     }
 
     package func begin(_ record: MigrationRecord) async throws(HistoryStoreError) {

@@ -8,6 +8,7 @@ import VGPUMigrationCore
 /// `unfinished` oldest first.
 package final class InMemoryHistoryStore: HistoryStore {
     private let records = Mutex<[String: MigrationRecord]>([:])
+    private let cordoned = Mutex<[String: HostCordon]>([:])
 
     package init() {}
 
@@ -64,6 +65,22 @@ package final class InMemoryHistoryStore: HistoryStore {
             records.values.filter { !$0.state.isTerminal }.sorted { ($0.createdAt, $0.id) < ($1.createdAt, $1.id) }
         }
     }
+
+    package func cordon(_ cordon: HostCordon) async throws(HistoryStoreError) -> HostCordon {
+        cordoned.withLock { cordons in
+            if let existing = cordons[cordon.host] { return existing }
+            cordons[cordon.host] = cordon
+            return cordon
+        }
+    }
+
+    package func uncordon(host: String) async throws(HistoryStoreError) -> HostCordon? {
+        cordoned.withLock { $0.removeValue(forKey: host) }
+    }
+
+    package func cordons() async throws(HistoryStoreError) -> [HostCordon] {
+        cordoned.withLock { $0.values.sorted { $0.host < $1.host } }
+    }
 }
 
 /// A history store that stops answering on demand, as a PostgreSQL server that is restarting or
@@ -116,6 +133,21 @@ package final class FlakyHistoryStore: HistoryStore {
     package func unfinished() async throws(HistoryStoreError) -> [MigrationRecord] {
         try answer()
         return try await store.unfinished()
+    }
+
+    package func cordon(_ cordon: HostCordon) async throws(HistoryStoreError) -> HostCordon {
+        try answer()
+        return try await store.cordon(cordon)
+    }
+
+    package func uncordon(host: String) async throws(HistoryStoreError) -> HostCordon? {
+        try answer()
+        return try await store.uncordon(host: host)
+    }
+
+    package func cordons() async throws(HistoryStoreError) -> [HostCordon] {
+        try answer()
+        return try await store.cordons()
     }
 }
 

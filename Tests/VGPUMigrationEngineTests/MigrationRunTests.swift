@@ -249,4 +249,23 @@ struct RunTests {
         #expect(try await bench.destinationAgent.reservations() == before)
         #expect(try await bench.history.unfinished().map(\.id) == ["abandoned"])
     }
+
+    @Test("a cordoned destination takes no migration: refused before anything is recorded or reserved")
+    func cordonedDestination() async throws {
+        let bench = try await EngineBench()
+        try await bench.startGuest("vm-cordon", memoryMiB: 512)
+        _ = try await bench.history.cordon(
+            HostCordon(host: "dst", reason: "driver update", since: bench.clock.now, by: "ops"))
+
+        await #expect {
+            try await bench.run("vm-cordon", policy: try EngineBench.policy("adaptive")).run()
+        } throws: { error in
+            guard let error = error as? MigrationEngineError else { return false }
+            return error.kind == .configuration
+                && error.message == "dst is cordoned (driver update, by ops): no migration goes there"
+        }
+        #expect(try await bench.history.list(HistoryFilter()).isEmpty)
+        #expect(try await bench.destinationAgent.reservations().isEmpty)
+        #expect(await bench.lab.guest("vm-cordon", on: "src")?.active == true)
+    }
 }

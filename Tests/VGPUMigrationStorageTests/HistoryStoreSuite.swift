@@ -66,6 +66,26 @@ func finish(_ record: inout MigrationRecord, _ state: MigrationState = .complete
 @Suite("History store (SQLite and PostgreSQL, same suite)", .serialized, PostgresForSuite())
 struct HistoryStoreSuite {
     @Test(
+        "a cordon is seen by every handle, is kept when given again, and is lifted once",
+        arguments: StoreKind.allCases)
+    func cordons(kind: StoreKind) async throws {
+        let (store, other, cleanup) = try await kind.make()
+        defer { cleanup() }
+        #expect(try await store.cordons().isEmpty)
+        let first = HostCordon(host: "gpu-07", reason: "driver update", since: t0, by: "root@ops-1")
+        #expect(try await store.cordon(first) == first)
+        // A second cordon of the host keeps the first (its reason and time).
+        let again = HostCordon(host: "gpu-07", reason: "again", since: t0.addingTimeInterval(60), by: nil)
+        #expect(try await other.cordon(again) == first)
+        let second = HostCordon(host: "gpu-02", reason: "fan", since: t0.addingTimeInterval(5), by: nil)
+        _ = try await store.cordon(second)
+        #expect(try await other.cordons() == [second, first])
+        #expect(try await other.uncordon(host: "gpu-07") == first)
+        #expect(try await store.uncordon(host: "gpu-07") == nil)
+        #expect(try await store.cordons() == [second])
+    }
+
+    @Test(
         "a record round-trips with its timeline, steps, samples, findings and reservation",
         arguments: StoreKind.allCases)
     func roundTrip(kind: StoreKind) async throws {

@@ -74,6 +74,25 @@ package struct MigrationSummary: Sendable, Hashable, Codable {
     }
 }
 
+/// A host marked as no destination (host maintenance): no migration goes there until it is
+/// uncordoned. Kept in the history store, so every coordinator sharing it sees it.
+package struct HostCordon: Sendable, Hashable, Codable {
+    /// The host's inventory name.
+    package var host: String
+    /// Why, in the operator's words.
+    package var reason: String
+    package var since: Date
+    /// Who cordoned it (the user and machine), when known.
+    package var by: String?
+
+    package init(host: String, reason: String, since: Date, by: String?) {
+        self.host = host
+        self.reason = reason
+        self.since = since
+        self.by = by
+    }
+}
+
 /// Where migration records live: a SQLite file by default, PostgreSQL for several coordinators.
 ///
 /// A VM has at most one unfinished migration in a store, whichever coordinator asks: the store
@@ -89,6 +108,12 @@ package protocol HistoryStore: Sendable {
     func list(_ filter: HistoryFilter) async throws(HistoryStoreError) -> [MigrationSummary]
     /// Every record not in a terminal state, oldest first (for reconciliation).
     func unfinished() async throws(HistoryStoreError) -> [MigrationRecord]
+    /// Cordons a host; a host already cordoned keeps its cordon, which is returned.
+    func cordon(_ cordon: HostCordon) async throws(HistoryStoreError) -> HostCordon
+    /// Lifts a host's cordon; returns it, or nil when the host was not cordoned.
+    func uncordon(host: String) async throws(HistoryStoreError) -> HostCordon?
+    /// Every cordoned host, by name.
+    func cordons() async throws(HistoryStoreError) -> [HostCordon]
 }
 
 /// Why the history store refused or failed.
