@@ -40,6 +40,9 @@ struct CheckCommand: AsyncParsableCommand {
 
     @OptionGroup var inventoryFile: InventoryOption
 
+    /// The history, for the cordoned hosts `--to auto` leaves out.
+    @OptionGroup var database: DatabaseOption
+
     @Option(
         name: .customLong("source-facts"),
         help: ArgumentHelp("Source host snapshot (inspect --json).", valueName: "file"))
@@ -99,13 +102,14 @@ struct CheckCommand: AsyncParsableCommand {
 
         if destination == "auto" {
             let ranking = await rank(
-                domain: domain, state: state, source: sourceHost, inventory: inventory!, loader: loader, policy: policy)
+                domain: domain, state: state, source: sourceHost, inventory: inventory!, loader: loader, policy: policy,
+                cordons: await cordons())
             if json {
                 print(try encode(ranking))
             } else {
                 print(CheckReportText.ranking(ranking), terminator: "")
             }
-            if !ranking.candidates.contains(where: { $0.report?.compatible == true }) {
+            if !ranking.candidates.contains(where: \.compatible) {
                 throw ExitCode(CommandFailure.failed)
             }
             return
@@ -130,6 +134,25 @@ struct CheckCommand: AsyncParsableCommand {
     }
 
     // MARK: Inputs
+
+    /// The cordoned hosts the history holds; none when there is no history yet. A history that
+    /// cannot be read is said on standard error, and the ranking goes on without it.
+    func cordons() async -> [HostCordon] {
+        guard let location = try? database.location() else { return [] }
+        if !location.hasPrefix("postgres"),
+            !FileManager.default.fileExists(
+                atPath: location.hasPrefix("sqlite:") ? String(location.dropFirst("sqlite:".count)) : location)
+        {
+            return []
+        }
+        do {
+            return try await database.open(forReadingOnly: true).cordons()
+        } catch {
+            CommandRunner.writeStandardError(
+                "warning: cannot read the cordoned hosts (\(error)); ranking every host of the inventory")
+            return []
+        }
+    }
 
     func loadInventory() throws(CommandFailure) -> HostInventoryConfig {
         try inventoryFile.load()
@@ -210,10 +233,18 @@ struct CheckCommand: AsyncParsableCommand {
 
     func rank(
         domain: GuestDomain?, state: CheckSubject.VMState, source: LoadedHost, inventory: HostInventoryConfig,
-        loader: HostFactsLoader, policy: CheckPolicy
+        loader: HostFactsLoader, policy: CheckPolicy, cordons: [HostCordon] = []
     ) async -> DestinationRanking {
         var candidates: [DestinationRanking.Candidate] = []
         for host in inventory.hosts where host.name != source.name {
+            if let cordon = cordons.first(where: { $0.host == host.name }) {
+                candidates.append(
+                    .init(
+                        host: host.name, report: nil, packing: 0, unreachable: nil,
+                        cordoned: cordon.reason + (cordon.by.map { ", by \($0)" } ?? "")
+                            + ", since \(HistoryText.time(cordon.since))"))
+                continue
+            }
             do {
                 let destination = try await loader.load(host)
                 let report = await check(

@@ -42,7 +42,10 @@ enum CheckReportText {
                 candidate.report?.estimate.map { CompatibilityRules.seconds($0.downtimeMilliseconds / 1000) } ?? "-"
             rows.append([
                 candidate.compatible ? String(rank) : "-", candidate.host,
-                candidate.unreachable != nil ? "unreachable" : (candidate.compatible ? "compatible" : "incompatible"),
+                candidate.cordoned != nil
+                    ? "cordoned"
+                    : candidate.unreachable != nil
+                        ? "unreachable" : (candidate.compatible ? "compatible" : "incompatible"),
                 downtime, String(candidate.packing), candidate.reasons.joined(separator: "; "),
             ])
         }

@@ -45,11 +45,18 @@ struct CordonCommand: AsyncParsableCommand {
         }
         if json {
             print(try HistoryText.json(cordon))
-        } else if cordon != asked {
+        } else if !Self.same(cordon, asked) {
             print("\(host) was already cordoned: \(CordonText.line(cordon))")
         } else {
             print("cordoned \(host): no migration goes there until 'vgpu-migrate uncordon \(host)'")
         }
+    }
+
+    /// Whether the store's cordon is the one just asked for (times come back from the store to
+    /// about the microsecond).
+    static func same(_ stored: HostCordon, _ asked: HostCordon) -> Bool {
+        stored.host == asked.host && stored.reason == asked.reason && stored.by == asked.by
+            && abs(stored.since.timeIntervalSince(asked.since)) < 0.001
     }
 
     private func listed(_ store: any HistoryStore) async throws(CommandFailure) -> [HostCordon] {
@@ -97,7 +104,8 @@ enum CordonText {
 
     /// `user@machine` of whoever runs the command.
     static func operatorName() -> String {
-        let user = ProcessInfo.processInfo.environment["SUDO_USER"] ?? ProcessInfo.processInfo.environment["USER"]
-        return "\(user ?? String(getuid()))@\(ProcessInfo.processInfo.hostName)"
+        let account = getpwuid(getuid()).map { String(cString: $0.pointee.pw_name) }
+        let user = ProcessInfo.processInfo.environment["SUDO_USER"] ?? account ?? String(getuid())
+        return "\(user)@\(ProcessInfo.processInfo.hostName)"
     }
 }

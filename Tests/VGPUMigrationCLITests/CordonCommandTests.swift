@@ -80,4 +80,34 @@ struct CordonCommandTests {
         #expect(tried.status == 1, "\(tried.standardOutput)\(tried.standardError)")
         #expect(tried.standardOutput.contains("t4-a has no libvirt connection"), "\(tried.standardOutput)")
     }
+
+    @Test("check --to auto leaves a cordoned host out, naming its cordon; uncordoned it ranks first again")
+    func autoLeavesCordonedOut() throws {
+        let directory = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let database = ["--database", directory.appendingPathComponent("history.sqlite").path]
+        let auto = [
+            "vm-t4", "--from", "t4-a", "--to", "auto", "--inventory", fixtureInventory, "--domain-xml",
+            domainXML("vm-t4"), "--json",
+        ]
+        let cordon = try ProductRunner.run(
+            "vgpu-migrate", ["cordon", "t4-b", "--reason", "driver update", "--inventory", fixtureInventory] + database)
+        #expect(cordon.status == 0, "\(cordon.standardError)")
+
+        let ranked = try check(auto + database)
+        // t4-b was the one compatible host: with it cordoned there is none (exit 1).
+        #expect(ranked.status == 1, "\(ranked.standardError)")
+        let ranking = try JSONDecoder().decode(DestinationRanking.self, from: Data(ranked.standardOutput.utf8))
+        let t4b = try #require(ranking.candidates.first { $0.host == "t4-b" })
+        #expect(!t4b.compatible && t4b.report == nil)
+        #expect(t4b.reasons.first?.hasPrefix("cordoned: driver update, by ") == true, "\(t4b.reasons)")
+        #expect(ranking.best == nil)
+
+        _ = try ProductRunner.run("vgpu-migrate", ["uncordon", "t4-b"] + database)
+        let again = try check(auto + database)
+        #expect(again.status == 0, "\(again.standardError)")
+        #expect(
+            try JSONDecoder().decode(DestinationRanking.self, from: Data(again.standardOutput.utf8)).best?.host
+                == "t4-b")
+    }
 }

@@ -10,17 +10,23 @@ package struct DestinationRanking: Sendable, Codable {
         package var packing: Int
         /// Why the host could not be read.
         package var unreachable: String?
+        /// The host's cordon (under maintenance: no destination), when it has one.
+        package var cordoned: String?
 
-        package init(host: String, report: CompatibilityReport?, packing: Int, unreachable: String?) {
+        package init(
+            host: String, report: CompatibilityReport?, packing: Int, unreachable: String?, cordoned: String? = nil
+        ) {
             self.host = host
             self.report = report
             self.packing = packing
             self.unreachable = unreachable
+            self.cordoned = cordoned
         }
 
-        package var compatible: Bool { report?.compatible == true }
-        /// The failing checks, or the reason the host could not be read.
+        package var compatible: Bool { cordoned == nil && report?.compatible == true }
+        /// The failing checks, or the reason the host could not be read, or its cordon.
         package var reasons: [String] {
+            if let cordoned { return ["cordoned: \(cordoned)"] }
             if let unreachable { return ["unreachable: \(unreachable)"] }
             return report?.findings.filter { $0.severity == .fail }.map { "\($0.check): \($0.message)" } ?? []
         }
