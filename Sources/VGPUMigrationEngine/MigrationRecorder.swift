@@ -56,9 +56,6 @@ package actor MigrationRecorder {
         (signals, signal) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
     }
 
-    /// Whether the last write went to the store.
-    package var storeAnswers: Bool { lastWritten == .store }
-
     /// Takes `record` as the newest; ``writeInBackground()`` saves it soon.
     package func update(_ record: MigrationRecord) {
         latest = record
@@ -225,7 +222,7 @@ extension MigrationRecord {
 
 extension Duration {
     /// The duration in seconds.
-    var seconds: Double {
+    package var seconds: Double {
         let (whole, fraction) = components
         return Double(whole) + Double(fraction) / 1e18
     }

@@ -31,19 +31,6 @@ package enum MigrationRunEvent: Sendable, Hashable {
     case notice(migration: String, String)
     /// The run stops here for good (crash tests).
     case paused(migration: String, point: String)
-
-    /// The migration the event is about; nil for events about a host.
-    package var migration: String? {
-        switch self {
-        case .began(let id, _, _, _, _), .transition(let id, _, _), .progress(let id, _, _),
-            .downtimeLimit(let id, _, _), .aborting(let id, _), .watching(let id, _, _),
-            .leftToCoordinator(let id, _, _), .settled(let id, _, _), .historyStoreUnavailable(let id, _, _),
-            .historyStoreBack(let id), .notice(let id, _), .paused(let id, _):
-            id
-        case .hostUnreachable:
-            nil
-        }
-    }
 }
 
 /// Where the engine sends its events: a stream's continuation (a command line renders them, a

@@ -27,8 +27,7 @@ package final class VirtualClock: MigrationClock {
     package func sleep(for duration: Duration) async throws {
         try Task.checkCancellation()
         let (now, followers) = state.withLock { state in
-            state.now = state.now.addingTimeInterval(
-                Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18)
+            state.now = state.now.addingTimeInterval(duration.seconds)
             state.slept += duration
             return (state.now, state.followers)
         }
