@@ -138,13 +138,7 @@ struct CheckCommand: AsyncParsableCommand {
     /// The cordoned hosts the history holds; none when there is no history yet. A history that
     /// cannot be read is said on standard error, and the ranking goes on without it.
     func cordons() async -> [HostCordon] {
-        guard let location = try? database.location() else { return [] }
-        if !location.hasPrefix("postgres"),
-            !FileManager.default.fileExists(
-                atPath: location.hasPrefix("sqlite:") ? String(location.dropFirst("sqlite:".count)) : location)
-        {
-            return []
-        }
+        guard let location = try? database.historyLocation(), location.mayExist else { return [] }
         do {
             return try await database.open(forReadingOnly: true).cordons()
         } catch {

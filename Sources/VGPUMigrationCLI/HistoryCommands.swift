@@ -57,37 +57,27 @@ struct DatabaseOption: ParsableArguments {
 
     /// The local journal of this history: where records wait while it cannot be written.
     func journal() throws(CommandFailure) -> DirectoryRecordJournal {
-        DirectoryRecordJournal(root: DirectoryRecordJournal.defaultRoot(), storeLocation: try journalKey())
+        DirectoryRecordJournal(
+            root: DirectoryRecordJournal.defaultRoot(), storeLocation: try historyLocation().journalKey)
     }
 
-    /// The history's location as the journal names it: a PostgreSQL URL without its password, a
-    /// SQLite file's absolute path.
-    private func journalKey() throws(CommandFailure) -> String {
-        let location = try self.location()
-        if location.hasPrefix("postgres://") || location.hasPrefix("postgresql://"),
-            var url = URLComponents(string: location)
-        {
-            url.password = nil
-            url.query = nil
-            url.scheme = "postgres"
-            return url.string ?? location
-        }
-        let path = location.hasPrefix("sqlite:") ? String(location.dropFirst("sqlite:".count)) : location
-        return URL(fileURLWithPath: path).standardizedFileURL.path
+    /// ``location()`` read as a SQLite file or a PostgreSQL URL.
+    func historyLocation() throws(CommandFailure) -> HistoryLocation {
+        HistoryLocation(try location())
     }
 
     private func openStore(forReadingOnly: Bool) async throws(CommandFailure) -> any HistoryStore {
-        let location = try self.location()
+        let location = try historyLocation()
         do {
-            if location.hasPrefix("postgres://") || location.hasPrefix("postgresql://") {
-                return try await PostgresHistoryStore.open(url: location)
+            switch location {
+            case .postgres(let url): return try await PostgresHistoryStore.open(url: url)
+            case .sqlite(let path): return try SQLiteHistoryStore(path: path, forReadingOnly: forReadingOnly)
             }
-            let path = location.hasPrefix("sqlite:") ? String(location.dropFirst("sqlite:".count)) : location
-            return try SQLiteHistoryStore(path: path, forReadingOnly: forReadingOnly)
         } catch {
+            let unreachable = if case .postgres = location { true } else { false }
             throw CommandFailure(
                 "\(error)", remedy: "check --database (a SQLite path or a postgres:// URL)",
-                exitCode: location.hasPrefix("postgres") ? CommandFailure.unreachable : CommandFailure.failed)
+                exitCode: unreachable ? CommandFailure.unreachable : CommandFailure.failed)
         }
     }
 
@@ -102,8 +92,46 @@ struct DatabaseOption: ParsableArguments {
                     + "into the history once it can be written")
             return
         }
-        for outcome in await JournalReplay.replay(journal, into: target, at: Date()) {
+        for outcome in await JournalReplay.replay(kept, from: journal, into: target, at: Date()) {
             CommandRunner.writeStandardError("note: migration \(outcome.migration): \(outcome.message)")
+        }
+    }
+}
+
+/// Where a history is: a SQLite file (a path, or `sqlite:PATH`) or a PostgreSQL server
+/// (`postgres://` or `postgresql://`).
+enum HistoryLocation {
+    case sqlite(path: String)
+    case postgres(url: String)
+
+    init(_ text: String) {
+        if text.hasPrefix("postgres://") || text.hasPrefix("postgresql://") {
+            self = .postgres(url: text)
+        } else {
+            self = .sqlite(path: text.hasPrefix("sqlite:") ? String(text.dropFirst("sqlite:".count)) : text)
+        }
+    }
+
+    /// The location as the local journal names it: a PostgreSQL URL without its password, a
+    /// SQLite file's absolute path.
+    var journalKey: String {
+        switch self {
+        case .postgres(let text):
+            guard var url = URLComponents(string: text) else { return text }
+            url.password = nil
+            url.query = nil
+            url.scheme = "postgres"
+            return url.string ?? text
+        case .sqlite(let path):
+            return URL(fileURLWithPath: path).standardizedFileURL.path
+        }
+    }
+
+    /// Whether a history may be there: a SQLite file that exists, or any PostgreSQL server.
+    var mayExist: Bool {
+        switch self {
+        case .postgres: true
+        case .sqlite(let path): FileManager.default.fileExists(atPath: path)
         }
     }
 }

@@ -18,12 +18,17 @@ package enum JournalReplay {
     package static func replay(_ journal: any RecordJournal, into store: any HistoryStore, at now: Date) async
         -> [Outcome]
     {
-        let kept: [MigrationRecord]
         do {
-            kept = try journal.records()
+            return await replay(try journal.records(), from: journal, into: store, at: now)
         } catch {
             return [Outcome(migration: "-", settled: false, message: "cannot read the local journal: \(error)")]
         }
+    }
+
+    /// Replays `kept`, read from `journal`, into `store`.
+    package static func replay(
+        _ kept: [MigrationRecord], from journal: any RecordJournal, into store: any HistoryStore, at now: Date
+    ) async -> [Outcome] {
         var outcomes: [Outcome] = []
         for record in kept {
             let stored: MigrationRecord?
