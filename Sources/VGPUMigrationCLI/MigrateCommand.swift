@@ -64,18 +64,10 @@ struct MigrateCommand: AsyncParsableCommand {
         // The hosts are reached through libvirt: its library loads while the files are read.
         LibvirtConnection.loadLibraryInBackground()
         let display = ProgressDisplay(json: json)
-        let (events, continuation) = MigrationRunEvent.stream()
-        async let rendering: Void = MigrationEventText.show(events, on: display)
-        let outcome: Result<MigrationRecord, any Error>
-        do {
-            outcome = .success(try await migrate(events: MigrationEventSink(continuation), display: display))
-        } catch {
-            outcome = .failure(error)
-        }
         // Every line the engine said is printed before the outcome.
-        continuation.finish()
-        await rendering
-        let record = try outcome.get()
+        let record = try await MigrationEventText.showing(on: display) { events in
+            try await migrate(events: events, display: display)
+        }
         if json { print(try HistoryText.json(record)) }
         if record.state != .completed { throw ExitCode(CommandFailure.failed) }
     }

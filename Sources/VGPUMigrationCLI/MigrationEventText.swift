@@ -70,8 +70,26 @@ enum MigrationEventText {
             + "  limit \(limit) ms  elapsed \(sample.elapsedMilliseconds / 1000) s"
     }
 
+    /// Runs `body` with a sink whose events are printed on `display` as they come; returns (or
+    /// throws) once every event `body` sent is printed.
+    static func showing<Value>(
+        on display: ProgressDisplay, _ body: (MigrationEventSink) async throws -> Value
+    ) async throws -> Value {
+        let (events, continuation) = MigrationRunEvent.stream()
+        async let rendering: Void = show(events, on: display)
+        let outcome: Result<Value, any Error>
+        do {
+            outcome = .success(try await body(MigrationEventSink(continuation)))
+        } catch {
+            outcome = .failure(error)
+        }
+        continuation.finish()
+        await rendering
+        return try outcome.get()
+    }
+
     /// Renders every event of `events` to `display` until the stream ends.
-    static func show(_ events: AsyncStream<MigrationRunEvent>, on display: ProgressDisplay) async {
+    private static func show(_ events: AsyncStream<MigrationRunEvent>, on display: ProgressDisplay) async {
         var running: String?
         for await event in events {
             if case .began(let id, _, _, _, _) = event { running = id }

@@ -75,30 +75,21 @@ struct ReconcileCommand: AsyncParsableCommand {
         let store = try await database.open()
         let inventory = try inventoryFile.load()
         let directory = try PolicyDirectory.locate(explicit: policies.policies)
-        let reconciler = Reconciler(
-            store: store, journal: try database.journal(),
-            hosts: InventoryHosts(
-                inventory: inventory,
-                loader: try inventoryFile.factsLoader(catalog: try PolicyDirectory.boardCatalog(in: directory))),
-            staleAfterSeconds: staleAfter, abortRunningJobs: abortRunning,
-            policyNamed: { [policies] name in try? policies.load(name).0 })
+        let journal = try database.journal()
+        let hosts = InventoryHosts(
+            inventory: inventory,
+            loader: try inventoryFile.factsLoader(catalog: try PolicyDirectory.boardCatalog(in: directory)))
         let display = ProgressDisplay(json: json, quiet: json)
-        let (events, continuation) = MigrationRunEvent.stream()
-        async let rendering: Void = MigrationEventText.show(events, on: display)
-        var engine = reconciler
-        engine.events = MigrationEventSink(continuation)
-        let outcome: Result<[MigrationRecord], MigrationEngineError>
-        do {
-            outcome = .success(try await engine.reconcileAll())
-        } catch {
-            outcome = .failure(error)
-        }
-        continuation.finish()
-        await rendering
-        let settled: [MigrationRecord]
-        switch outcome {
-        case .success(let records): settled = records
-        case .failure(let error): throw CommandFailure(error)
+        let settled = try await MigrationEventText.showing(on: display) { events -> [MigrationRecord] in
+            do {
+                return try await Reconciler(
+                    store: store, journal: journal, hosts: hosts, staleAfterSeconds: staleAfter,
+                    abortRunningJobs: abortRunning, policyNamed: { [policies] name in try? policies.load(name).0 },
+                    events: events
+                ).reconcileAll()
+            } catch let error as MigrationEngineError {
+                throw CommandFailure(error)
+            }
         }
         if json {
             print(try HistoryText.json(settled))
