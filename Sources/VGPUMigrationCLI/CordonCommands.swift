@@ -38,25 +38,19 @@ struct CordonCommand: AsyncParsableCommand {
         let store = try await database.open()
         let asked = HostCordon(host: host, reason: reason, since: Date(), by: CordonText.operatorName())
         let cordon: HostCordon
+        let created: Bool
         do {
-            cordon = try await store.cordon(asked)
+            (cordon, created) = try await store.cordon(asked)
         } catch {
             throw CommandFailure("cannot cordon \(host): \(error)")
         }
         if json {
             print(try HistoryText.json(cordon))
-        } else if !Self.same(cordon, asked) {
+        } else if !created {
             print("\(host) was already cordoned: \(CordonText.line(cordon))")
         } else {
             print("cordoned \(host): no migration goes there until 'vgpu-migrate uncordon \(host)'")
         }
-    }
-
-    /// Whether the store's cordon is the one just asked for (times come back from the store to
-    /// about the microsecond).
-    static func same(_ stored: HostCordon, _ asked: HostCordon) -> Bool {
-        stored.host == asked.host && stored.reason == asked.reason && stored.by == asked.by
-            && abs(stored.since.timeIntervalSince(asked.since)) < 0.001
     }
 
     private func listed(_ store: any HistoryStore) async throws(CommandFailure) -> [HostCordon] {

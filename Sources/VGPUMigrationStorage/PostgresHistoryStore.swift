@@ -290,16 +290,18 @@ package final class PostgresHistoryStore: HistoryStore {
 }
 
 extension PostgresHistoryStore {
-    package func cordon(_ cordon: HostCordon) async throws(HistoryStoreError) -> HostCordon {
+    package func cordon(_ cordon: HostCordon) async throws(HistoryStoreError) -> (HostCordon, created: Bool) {
         do {
             return try await connected { client in
-                try await client.query(
+                let rows = try await client.query(
                     """
                     INSERT INTO cordons (host, reason, since, by_whom)
                     VALUES (\(cordon.host), \(cordon.reason), \(cordon.since.timeIntervalSince1970), \(cordon.by))
-                    ON CONFLICT (host) DO NOTHING
+                    ON CONFLICT (host) DO NOTHING RETURNING host
                     """)
-                return try await Self.cordon(of: cordon.host, client) ?? cordon
+                var created = false
+                for try await _ in rows { created = true }
+                return (try await Self.cordon(of: cordon.host, client) ?? cordon, created)
             }
         } catch {
             throw .unavailable("\(location): \(String(reflecting: error))")

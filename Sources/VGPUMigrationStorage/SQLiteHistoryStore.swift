@@ -108,14 +108,15 @@ package final class SQLiteHistoryStore: HistoryStore {
         return migrator
     }
 
-    package func cordon(_ cordon: HostCordon) async throws(HistoryStoreError) -> HostCordon {
+    package func cordon(_ cordon: HostCordon) async throws(HistoryStoreError) -> (HostCordon, created: Bool) {
         do {
             return try await pool.write { db in
                 try db.execute(
                     sql:
                         "INSERT INTO cordons (host, reason, since, by) VALUES (?, ?, ?, ?) ON CONFLICT(host) DO NOTHING",
                     arguments: [cordon.host, cordon.reason, cordon.since.timeIntervalSince1970, cordon.by])
-                return try Self.cordon(of: cordon.host, in: db) ?? cordon
+                let created = db.changesCount == 1
+                return (try Self.cordon(of: cordon.host, in: db) ?? cordon, created)
             }
         } catch {
             throw .unavailable("\(path): \(error)")

@@ -66,11 +66,11 @@ package final class InMemoryHistoryStore: HistoryStore {
         }
     }
 
-    package func cordon(_ cordon: HostCordon) async throws(HistoryStoreError) -> HostCordon {
+    package func cordon(_ cordon: HostCordon) async throws(HistoryStoreError) -> (HostCordon, created: Bool) {
         cordoned.withLock { cordons in
-            if let existing = cordons[cordon.host] { return existing }
+            if let existing = cordons[cordon.host] { return (existing, false) }
             cordons[cordon.host] = cordon
-            return cordon
+            return (cordon, true)
         }
     }
 
@@ -135,7 +135,7 @@ package final class FlakyHistoryStore: HistoryStore {
         return try await store.unfinished()
     }
 
-    package func cordon(_ cordon: HostCordon) async throws(HistoryStoreError) -> HostCordon {
+    package func cordon(_ cordon: HostCordon) async throws(HistoryStoreError) -> (HostCordon, created: Bool) {
         try answer()
         return try await store.cordon(cordon)
     }

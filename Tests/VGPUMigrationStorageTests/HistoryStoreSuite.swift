@@ -73,10 +73,12 @@ struct HistoryStoreSuite {
         defer { cleanup() }
         #expect(try await store.cordons().isEmpty)
         let first = HostCordon(host: "gpu-07", reason: "driver update", since: t0, by: "root@ops-1")
-        #expect(try await store.cordon(first) == first)
+        let (made, created) = try await store.cordon(first)
+        #expect(made == first && created)
         // A second cordon of the host keeps the first (its reason and time).
         let again = HostCordon(host: "gpu-07", reason: "again", since: t0.addingTimeInterval(60), by: nil)
-        #expect(try await other.cordon(again) == first)
+        let (kept, createdAgain) = try await other.cordon(again)
+        #expect(kept == first && !createdAgain)
         let second = HostCordon(host: "gpu-02", reason: "fan", since: t0.addingTimeInterval(5), by: nil)
         _ = try await store.cordon(second)
         #expect(try await other.cordons() == [second, first])

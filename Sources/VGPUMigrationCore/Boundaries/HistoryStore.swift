@@ -108,8 +108,9 @@ package protocol HistoryStore: Sendable {
     func list(_ filter: HistoryFilter) async throws(HistoryStoreError) -> [MigrationSummary]
     /// Every record not in a terminal state, oldest first (for reconciliation).
     func unfinished() async throws(HistoryStoreError) -> [MigrationRecord]
-    /// Cordons a host; a host already cordoned keeps its cordon, which is returned.
-    func cordon(_ cordon: HostCordon) async throws(HistoryStoreError) -> HostCordon
+    /// Cordons a host; a host already cordoned keeps its cordon. Returns the host's cordon and
+    /// whether this call made it.
+    func cordon(_ cordon: HostCordon) async throws(HistoryStoreError) -> (HostCordon, created: Bool)
     /// Lifts a host's cordon; returns it, or nil when the host was not cordoned.
     func uncordon(host: String) async throws(HistoryStoreError) -> HostCordon?
     /// Every cordoned host, by name.
