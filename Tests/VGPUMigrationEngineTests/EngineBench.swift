@@ -95,7 +95,9 @@ final class EngineBench: Sendable {
 
     /// The destination's agent as the run sees it: every device it makes is known to the
     /// destination's QEMU.
-    var destinationForRun: any HostAgent { DeviceNotingAgent(agent: destinationAgent, made: made) }
+    var destinationForRun: any HostAgent {
+        ObservedAgent(agent: destinationAgent) { [made] reservation in made.insert(reservation.devices.map(\.id)) }
+    }
 
     func run(
         _ vm: String, policy: MigrationPolicy, force: Set<String> = [], destinationAgent: (any HostAgent)? = nil,
@@ -144,18 +146,23 @@ final class MadeDevices: Sendable {
     func contains(_ id: String) -> Bool { devices.withLock { $0.contains(id) } }
 }
 
-/// An agent whose reservations' devices become known to the destination's QEMU.
-struct DeviceNotingAgent: HostAgent {
-    var agent: InMemoryHostAgent
-    var made: MadeDevices
+/// An agent as `agent`, telling `afterReserve` of each reservation made and `beforeRelease`
+/// of each release before it is asked.
+struct ObservedAgent: HostAgent {
+    var agent: any HostAgent
+    var afterReserve: @Sendable (Reservation) async -> Void = { _ in }
+    var beforeRelease: @Sendable () async -> Void = {}
 
     func reserve(_ request: ReservationRequest) async throws -> Reservation {
         let reservation = try await agent.reserve(request)
-        made.insert(reservation.devices.map(\.id))
+        await afterReserve(reservation)
         return reservation
     }
     func reservations() async throws -> [Reservation] { try await agent.reservations() }
-    func release(_ id: String) async throws -> Reservation { try await agent.release(id) }
+    func release(_ id: String) async throws -> Reservation {
+        await beforeRelease()
+        return try await agent.release(id)
+    }
     func commit(_ id: String) async throws -> Reservation { try await agent.commit(id) }
     func retire(_ id: String) async throws -> Reservation { try await agent.retire(id) }
 }

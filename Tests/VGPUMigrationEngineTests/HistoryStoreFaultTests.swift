@@ -90,7 +90,10 @@ struct HistoryStoreFaultTests {
                 await lab.failMigrations(to: "dst", message: "End of file while reading data")
             }
         }
-        let watched = JobWatchingAgent(agent: bench.destinationForRun, lab: lab, vm: "vm-both-down")
+        let releases = ReleaseLog()
+        let watched = ObservedAgent(
+            agent: bench.destinationForRun,
+            beforeRelease: { await releases.note(duringJob: await lab.isMigrating("vm-both-down", on: "src")) })
 
         let record = try await bench.run(
             "vm-both-down", policy: try EngineBench.policy("fixed-300ms"), force: EngineBench.overFixedCap,
@@ -100,8 +103,8 @@ struct HistoryStoreFaultTests {
         #expect(record.state == .failed, "\(bench.events.all)")
         #expect(record.intents.map(\.action) == [.reserve, .startMigration, .release])
         #expect(try await bench.destinationAgent.reservations().map(\.state) == [.released])
-        #expect(await watched.releasesWhileMigrating() == 0)
-        #expect(await watched.releases() == 1)
+        #expect(await releases.duringJob == 0)
+        #expect(await releases.all == 1)
         #expect(await bench.lab.guest("vm-both-down", on: "src")?.active == true)
         #expect(try bench.journal.records().map(\.state) == [.failed])
     }
@@ -112,7 +115,7 @@ struct HistoryStoreFaultTests {
         try await bench.startGuest("vm-early", memoryMiB: 512)
         // The store stops answering once the reservation is made.
         let store = bench.store
-        let failing = FailingAfterReserve(agent: bench.destinationForRun, store: store)
+        let failing = ObservedAgent(agent: bench.destinationForRun) { _ in store.failing = true }
 
         let record = try await bench.run(
             "vm-early", policy: try EngineBench.policy("adaptive"), destinationAgent: failing
@@ -149,46 +152,14 @@ struct HistoryStoreFaultTests {
     }
 }
 
-/// A destination agent that counts the releases made while the VM's migration job still ran.
-actor JobWatchingAgent: HostAgent {
-    let agent: any HostAgent
-    let lab: FakeLibvirt
-    let vm: String
-    private var released = 0
-    private var duringJob = 0
+/// The releases a destination agent was asked for, and how many came while the VM's migration
+/// job still ran.
+actor ReleaseLog {
+    private(set) var all = 0
+    private(set) var duringJob = 0
 
-    init(agent: any HostAgent, lab: FakeLibvirt, vm: String) {
-        self.agent = agent
-        self.lab = lab
-        self.vm = vm
+    func note(duringJob running: Bool) {
+        all += 1
+        if running { duringJob += 1 }
     }
-
-    func releases() -> Int { released }
-    func releasesWhileMigrating() -> Int { duringJob }
-
-    func reserve(_ request: ReservationRequest) async throws -> Reservation { try await agent.reserve(request) }
-    func reservations() async throws -> [Reservation] { try await agent.reservations() }
-    func release(_ id: String) async throws -> Reservation {
-        released += 1
-        if await lab.isMigrating(vm, on: "src") { duringJob += 1 }
-        return try await agent.release(id)
-    }
-    func commit(_ id: String) async throws -> Reservation { try await agent.commit(id) }
-    func retire(_ id: String) async throws -> Reservation { try await agent.retire(id) }
-}
-
-/// A destination agent after whose reservation the history store stops answering.
-struct FailingAfterReserve: HostAgent {
-    let agent: any HostAgent
-    let store: FlakyHistoryStore
-
-    func reserve(_ request: ReservationRequest) async throws -> Reservation {
-        let reservation = try await agent.reserve(request)
-        store.failing = true
-        return reservation
-    }
-    func reservations() async throws -> [Reservation] { try await agent.reservations() }
-    func release(_ id: String) async throws -> Reservation { try await agent.release(id) }
-    func commit(_ id: String) async throws -> Reservation { try await agent.commit(id) }
-    func retire(_ id: String) async throws -> Reservation { try await agent.retire(id) }
 }
