@@ -311,13 +311,9 @@ extension PostgresHistoryStore {
     package func uncordon(host: String) async throws(HistoryStoreError) -> HostCordon? {
         do {
             return try await connected { client in
-                let rows = try await client.query(
-                    "DELETE FROM cordons WHERE host = \(host) RETURNING host, reason, since, by_whom")
-                var removed: HostCordon?
-                for try await (host, reason, since, by) in rows.decode((String, String, Double, String?).self) {
-                    removed = HostCordon(host: host, reason: reason, since: Date(timeIntervalSince1970: since), by: by)
-                }
-                return removed
+                try await Self.cordons(
+                    client.query("DELETE FROM cordons WHERE host = \(host) RETURNING host, reason, since, by_whom")
+                ).first
             }
         } catch {
             throw .unavailable("\(location): \(String(reflecting: error))")
@@ -327,13 +323,8 @@ extension PostgresHistoryStore {
     package func cordons() async throws(HistoryStoreError) -> [HostCordon] {
         do {
             return try await connected { client in
-                let rows = try await client.query("SELECT host, reason, since, by_whom FROM cordons ORDER BY host")
-                var cordons: [HostCordon] = []
-                for try await (host, reason, since, by) in rows.decode((String, String, Double, String?).self) {
-                    cordons.append(
-                        HostCordon(host: host, reason: reason, since: Date(timeIntervalSince1970: since), by: by))
-                }
-                return cordons
+                try await Self.cordons(
+                    client.query("SELECT host, reason, since, by_whom FROM cordons ORDER BY host"))
             }
         } catch {
             throw .unavailable("\(location): \(String(reflecting: error))")
@@ -341,11 +332,16 @@ extension PostgresHistoryStore {
     }
 
     private static func cordon(of host: String, _ client: PostgresClient) async throws -> HostCordon? {
-        let rows = try await client.query("SELECT host, reason, since, by_whom FROM cordons WHERE host = \(host)")
+        try await cordons(client.query("SELECT host, reason, since, by_whom FROM cordons WHERE host = \(host)")).first
+    }
+
+    /// The cordons of rows of (host, reason, since, by_whom).
+    private static func cordons(_ rows: PostgresRowSequence) async throws -> [HostCordon] {
+        var cordons: [HostCordon] = []
         for try await (host, reason, since, by) in rows.decode((String, String, Double, String?).self) {
-            return HostCordon(host: host, reason: reason, since: Date(timeIntervalSince1970: since), by: by)
+            cordons.append(HostCordon(host: host, reason: reason, since: Date(timeIntervalSince1970: since), by: by))
         }
-        return nil
+        return cordons
     }
 }
 
