@@ -18,25 +18,23 @@ extension GuestDomain {
     /// An mdev the host does not show is still returned (without host details): the caller
     /// decides whether that is an error.
     package func vgpus(on host: HostInventory) -> [GuestVGPU] {
-        var byID: [String: (ExistingVGPU, PhysicalGPU)] = [:]
-        for gpu in host.gpus {
-            for vgpu in gpu.vgpus { byID[vgpu.id] = (vgpu, gpu) }
-        }
-        return hostdevs.compactMap { hostdev -> GuestVGPU? in
+        // A guest has a vGPU or two: looking each up beats indexing every vGPU of the host.
+        hostdevs.compactMap { hostdev -> GuestVGPU? in
             let key: String
             switch hostdev.source {
             case .mdev(let uuid): key = uuid
             case .pci(let address): key = address.description
             }
-            guard let (vgpu, gpu) = byID[key] else {
-                if case .mdev = hostdev.source {
-                    return GuestVGPU(source: hostdev.source, hostVGPU: nil, type: nil, gpuAddress: nil)
-                }
-                return nil
+            for gpu in host.gpus {
+                guard let vgpu = gpu.vgpus.first(where: { $0.id == key }) else { continue }
+                return GuestVGPU(
+                    source: hostdev.source, hostVGPU: vgpu, type: gpu.capacity(ofType: vgpu.typeID)?.type,
+                    gpuAddress: gpu.address)
             }
-            return GuestVGPU(
-                source: hostdev.source, hostVGPU: vgpu, type: gpu.capacity(ofType: vgpu.typeID)?.type,
-                gpuAddress: gpu.address)
+            if case .mdev = hostdev.source {
+                return GuestVGPU(source: hostdev.source, hostVGPU: nil, type: nil, gpuAddress: nil)
+            }
+            return nil
         }
     }
 }

@@ -91,11 +91,6 @@ package enum HostInventoryBuilder {
                         remedy: "add the board to policies/gpu-boards.yaml; until then its dirty-page tracking "
                             + "and vGPU limits are unknown"))
             }
-            let usedFramebuffers = Set(
-                named.compactMap { vgpu -> UInt64? in
-                    guard let info = types[vgpu.typeID], info.profile?.isTimeSliced ?? true else { return nil }
-                    return info.framebufferMiB
-                })
             if nvidia, named.contains(where: { types[$0.typeID]?.framebufferMiB == nil }) {
                 diagnostics.append(
                     Diagnostic(
@@ -103,64 +98,104 @@ package enum HostInventoryBuilder {
                         "GPU \(gpuAddress) carries a vGPU whose type size is unknown, so homogeneity cannot be checked",
                         remedy: "make sure the driver lists the type's name on the GPU"))
             }
-
-            var capacities: [VGPUTypeCapacity] = []
-            for info in types.values.sorted(by: { $0.sortKey < $1.sortKey }) {
-                let used = named.filter { $0.typeID == info.id }.count
-                let maxInstances = info.descriptionMaxInstances ?? info.profile.flatMap { board?.maxInstances(of: $0) }
-                let slots: Int
-                if sriov {
-                    slots =
-                        members.filter { member in
-                            member.currentVGPUTypeID == nil
-                                && member.types.contains { $0.info.id == info.id && $0.available > 0 }
-                        }.count
-                } else {
-                    slots = members.reduce(0) { sum, member in
-                        sum + (member.types.first { $0.info.id == info.id }?.available ?? 0)
-                    }
-                }
-                var free = slots
-                var blockedBy: String?
-                let timeSliced = nvidia && (info.profile?.isTimeSliced ?? true)
-                if timeSliced, let size = info.framebufferMiB, let other = usedFramebuffers.first(where: { $0 != size })
-                {
-                    free = 0
-                    blockedBy =
-                        "homogeneity: the GPU already carries \(other) MiB vGPUs; time-sliced vGPUs on one GPU must all have the same framebuffer size"
-                } else if let maxInstances, timeSliced {
-                    let sameSize = named.filter { types[$0.typeID]?.framebufferMiB == info.framebufferMiB }.count
-                    if maxInstances - sameSize < free {
-                        free = max(0, maxInstances - sameSize)
-                        if free == 0 {
-                            blockedBy = "max_instances: the GPU carries \(sameSize) of at most \(maxInstances)"
-                        }
-                    }
-                }
-                if free == 0 && blockedBy == nil {
-                    blockedBy =
-                        sriov
-                        ? "no free VF: no free virtual function offers this type"
-                        : "none available: the driver reports no available instances"
-                }
-                capacities.append(
-                    VGPUTypeCapacity(
-                        type: info, free: max(0, free), used: used, maxInstances: maxInstances, blockedBy: blockedBy))
+            let functions = members.map { member in
+                VGPUFunction(
+                    address: member.address, physicalFunction: member.physicalFunction,
+                    interface: member.interface,
+                    offers: member.types.map {
+                        VGPUTypeOffer(typeID: $0.info.id, availableInstances: $0.available)
+                    }, currentVGPUTypeID: member.currentVGPUTypeID)
             }
+            let capacities = PhysicalGPU.capacities(
+                types: types.values.sorted(by: { $0.sortKey < $1.sortKey }), functions: functions, vgpus: named,
+                sriov: sriov, nvidia: nvidia, board: board)
 
             gpus.append(
                 PhysicalGPU(
                     address: gpuAddress, physicalFunctionVisible: physicalFunctionVisible, pci: pci, board: board,
                     interface: members.first!.interface, sriov: sriov,
-                    functions: members.map { member in
-                        VGPUFunction(
-                            address: member.address, physicalFunction: member.physicalFunction,
-                            interface: member.interface,
-                            offers: member.types.map {
-                                VGPUTypeOffer(typeID: $0.info.id, availableInstances: $0.available)
-                            }, currentVGPUTypeID: member.currentVGPUTypeID)
-                    }, vgpuTypes: capacities, vgpus: named))
+                    functions: functions, vgpuTypes: capacities, vgpus: named))
         }
         return (gpus, diagnostics)
+    }
+}
+
+extension PhysicalGPU {
+    /// The capacity of each type on one GPU, by the rules ``HostInventoryBuilder`` states: free
+    /// VFs (SR-IOV) or `available_instances`, bounded by `max_instance` of the size, and blocked
+    /// by a vGPU of another framebuffer size (time-sliced NVIDIA vGPUs are homogeneous).
+    static func capacities(
+        types: [VGPUTypeInfo], functions: [VGPUFunction], vgpus: [ExistingVGPU], sriov: Bool, nvidia: Bool,
+        board: GPUBoard?
+    ) -> [VGPUTypeCapacity] {
+        // Linear scans over a GPU's few types, vGPUs and functions: no hashing, no allocation
+        // beyond the arrays below (the planner works this out again after every booking).
+        func typeIndex(_ id: String) -> Int? { types.firstIndex { $0.id == id } }
+        var usedByType = [Int](repeating: 0, count: types.count)
+        var usedFramebuffers: [UInt64] = []
+        // Sizes of the vGPUs; nil for a vGPU whose size is unknown.
+        var usedSizes: [UInt64?] = []
+        for vgpu in vgpus {
+            let index = typeIndex(vgpu.typeID)
+            if let index { usedByType[index] += 1 }
+            let info = index.map { types[$0] }
+            usedSizes.append(info?.framebufferMiB)
+            if let info, let size = info.framebufferMiB, info.profile?.isTimeSliced ?? true,
+                !usedFramebuffers.contains(size)
+            {
+                usedFramebuffers.append(size)
+            }
+        }
+        // Per type: free VFs offering it (SR-IOV), or the parents' available instances.
+        var freeVFs = [Int](repeating: 0, count: types.count)
+        var available = [Int](repeating: 0, count: types.count)
+        for function in functions {
+            for offer in function.offers {
+                guard let index = typeIndex(offer.typeID) else { continue }
+                available[index] += offer.availableInstances
+                if function.currentVGPUTypeID == nil && offer.availableInstances > 0 { freeVFs[index] += 1 }
+            }
+        }
+        // The homogeneity reason names the size in use; most types share it, so it is made once.
+        var homogeneity: (size: UInt64, reason: String)?
+        func homogeneityReason(_ other: UInt64) -> String {
+            if let homogeneity, homogeneity.size == other { return homogeneity.reason }
+            let reason =
+                "homogeneity: the GPU already carries \(other) MiB vGPUs; time-sliced vGPUs on one GPU must all have the same framebuffer size"
+            homogeneity = (other, reason)
+            return reason
+        }
+        var capacities: [VGPUTypeCapacity] = []
+        capacities.reserveCapacity(types.count)
+        for (index, info) in types.enumerated() {
+            let used = usedByType[index]
+            let maxInstances = info.descriptionMaxInstances ?? info.profile.flatMap { board?.maxInstances(of: $0) }
+            let slots = sriov ? freeVFs[index] : available[index]
+            var free = slots
+            var blockedBy: String?
+            let timeSliced = nvidia && (info.profile?.isTimeSliced ?? true)
+            if timeSliced, let size = info.framebufferMiB, let other = usedFramebuffers.first(where: { $0 != size }) {
+                free = 0
+                blockedBy = homogeneityReason(other)
+            } else if let maxInstances, timeSliced {
+                let sameSize = usedSizes.filter { $0 == info.framebufferMiB }.count
+                if maxInstances - sameSize < free {
+                    free = max(0, maxInstances - sameSize)
+                    if free == 0 {
+                        blockedBy = "max_instances: the GPU carries \(sameSize) of at most \(maxInstances)"
+                    }
+                }
+            }
+            if free == 0 && blockedBy == nil {
+                blockedBy =
+                    sriov
+                    ? "no free VF: no free virtual function offers this type"
+                    : "none available: the driver reports no available instances"
+            }
+            capacities.append(
+                VGPUTypeCapacity(
+                    type: info, free: max(0, free), used: used, maxInstances: maxInstances, blockedBy: blockedBy))
+        }
+        return capacities
     }
 }
