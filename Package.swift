@@ -110,6 +110,11 @@ let package = Package(
             dependencies: ["VGPUMigrationCore", "VGPUMigrationStorage", .product(name: "GRDB", package: "GRDB.swift")],
             path: "bench/history-bench"
         ),
+        // bench/drain-bench plans a drain of 10,000 VMs over a fleet of 1,000 hosts.
+        .executableTarget(
+            name: "drain-bench", dependencies: ["VGPUMigrationCore", "VGPUHost", "VGPUPolicies"],
+            path: "bench/drain-bench"
+        ),
 
         // Paths to Fixtures/ and the shared real-world data, for the test targets only, processes
         // and labs,
