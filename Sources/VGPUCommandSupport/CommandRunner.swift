@@ -5,7 +5,12 @@ import Foundation
 /// `error: ...` and exits with its code, a usage error prints the usage and exits 2, help and
 /// version requests exit 0.
 package enum CommandRunner {
-    package static func runAndExit<Root: ParsableCommand>(_ root: Root.Type, arguments: [String]?) async -> Never {
+    ///
+    /// `beforeExit` runs before the process exits, whatever the outcome (a library still loading
+    /// in the background is waited for there).
+    package static func runAndExit<Root: ParsableCommand>(
+        _ root: Root.Type, arguments: [String]?, beforeExit: () -> Void = {}
+    ) async -> Never {
         // An output whose reader went away (`| head`) must not end a migration halfway: writes
         // to it fail instead of the process being killed.
         signal(SIGPIPE, SIG_IGN)
@@ -16,11 +21,14 @@ package enum CommandRunner {
             } else {
                 try command.run()
             }
+            beforeExit()
             Foundation.exit(0)
         } catch let failure as CommandFailure {
             writeStandardError("error: \(failure)")
+            beforeExit()
             Foundation.exit(failure.exitCode)
         } catch {
+            beforeExit()
             if root.exitCode(for: error) == .validationFailure {
                 writeStandardError(root.fullMessage(for: error))
                 Foundation.exit(CommandFailure.usageOrConfiguration)

@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import Logging
 import VGPUCommandSupport
+import VGPUMigrationLibvirt
 
 /// `vgpu-migrate`: live migration of VMs with NVIDIA vGPUs between KVM hosts.
 package struct VGPUMigrateCommand: AsyncParsableCommand {
@@ -26,7 +27,9 @@ package struct VGPUMigrateCommand: AsyncParsableCommand {
     /// Parses the arguments, runs the command and exits with its code.
     package static func runAndExit(arguments: [String]? = nil) async -> Never {
         bootstrapLogging()
-        await CommandRunner.runAndExit(Self.self, arguments: arguments)
+        await CommandRunner.runAndExit(Self.self, arguments: arguments) {
+            LibvirtConnection.finishLoadingLibrary()
+        }
     }
 
     /// The engine's log: standard error, at $VGPU_MIGRATE_LOG_LEVEL (default `error`: the

@@ -1,5 +1,6 @@
 import CLibvirt
 import Foundation
+import Synchronization
 
 /// A failed libvirt call: libvirt's error code, domain and message.
 package struct LibvirtError: Error, Sendable, Hashable, CustomStringConvertible {
@@ -58,6 +59,14 @@ enum LibvirtLibrary {
         return .success(())
     }()
 
+    private static let backgroundSetUp = Atomic<Bool>(false)
+
+    /// Waits for a set-up started in the background to end: a process that exits while another
+    /// thread is inside the library's loading crashes in the library's teardown.
+    static func awaitBackgroundSetUp() {
+        if backgroundSetUp.load(ordering: .relaxed) { _ = setUp }
+    }
+
     static func ensureInitialized() throws(LibvirtError) {
         try setUp.get()
     }
@@ -65,6 +74,7 @@ enum LibvirtLibrary {
     /// Starts the set-up on a thread of its own and returns at once; the first connection then
     /// finds it done or waits for the rest of it.
     static func prepareInBackground() {
+        backgroundSetUp.store(true, ordering: .relaxed)
         let thread = Thread { _ = setUp }
         thread.name = "vgpu-migrate.libvirt-setup"
         thread.start()
