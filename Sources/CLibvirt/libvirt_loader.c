@@ -27,12 +27,14 @@
     X(virConnectGetHostname)                                                                       \
     X(virConnectGetLibVersion)                                                                     \
     X(virConnectGetVersion)                                                                        \
+    X(virConnectListAllDomains)                                                                    \
     X(virConnectListAllNodeDevices)                                                                \
     X(virConnectOpen)                                                                              \
     X(virConnectOpenReadOnly)                                                                      \
     X(virDomainAbortJob)                                                                           \
     X(virDomainFree)                                                                               \
     X(virDomainGetJobStats)                                                                        \
+    X(virDomainGetName)                                                                            \
     X(virDomainGetUUIDString)                                                                      \
     X(virDomainGetXMLDesc)                                                                         \
     X(virDomainIsActive)                                                                           \
@@ -124,6 +126,10 @@ int virConnectGetVersion(virConnectPtr conn, unsigned long *hvVer) {
     return VGPU_CALL(virConnectGetVersion)(conn, hvVer);
 }
 
+int virConnectListAllDomains(virConnectPtr conn, virDomainPtr **domains, unsigned int flags) {
+    return VGPU_CALL(virConnectListAllDomains)(conn, domains, flags);
+}
+
 int virConnectListAllNodeDevices(virConnectPtr conn, virNodeDevicePtr **devices, unsigned int flags) {
     return VGPU_CALL(virConnectListAllNodeDevices)(conn, devices, flags);
 }
@@ -135,6 +141,8 @@ virConnectPtr virConnectOpenReadOnly(const char *name) { return VGPU_CALL(virCon
 int virDomainAbortJob(virDomainPtr dom) { return VGPU_CALL(virDomainAbortJob)(dom); }
 
 int virDomainFree(virDomainPtr domain) { return VGPU_CALL(virDomainFree)(domain); }
+
+const char *virDomainGetName(virDomainPtr domain) { return VGPU_CALL(virDomainGetName)(domain); }
 
 int virDomainGetJobStats(virDomainPtr domain, int *type, virTypedParameterPtr *params, int *nparams,
                          unsigned int flags) {

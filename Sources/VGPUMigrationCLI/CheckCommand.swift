@@ -103,7 +103,7 @@ struct CheckCommand: AsyncParsableCommand {
         if destination == "auto" {
             let ranking = await rank(
                 domain: domain, state: state, source: sourceHost, inventory: inventory!, loader: loader, policy: policy,
-                cordons: await cordons())
+                cordons: await database.cordons(otherwise: "ranking every host of the inventory"))
             if json {
                 print(try encode(ranking))
             } else {
@@ -134,19 +134,6 @@ struct CheckCommand: AsyncParsableCommand {
     }
 
     // MARK: Inputs
-
-    /// The cordoned hosts the history holds; none when there is no history yet. A history that
-    /// cannot be read is said on standard error, and the ranking goes on without it.
-    func cordons() async -> [HostCordon] {
-        guard let location = try? database.historyLocation(), location.mayExist else { return [] }
-        do {
-            return try await database.open(forReadingOnly: true).cordons()
-        } catch {
-            CommandRunner.writeStandardError(
-                "warning: cannot read the cordoned hosts (\(error)); ranking every host of the inventory")
-            return []
-        }
-    }
 
     func loadInventory() throws(CommandFailure) -> HostInventoryConfig {
         try inventoryFile.load()
@@ -235,8 +222,7 @@ struct CheckCommand: AsyncParsableCommand {
                 candidates.append(
                     .init(
                         host: host.name, report: nil, packing: 0, unreachable: nil,
-                        cordoned: cordon.reason + (cordon.by.map { ", by \($0)" } ?? "")
-                            + ", since \(HistoryText.time(cordon.since))"))
+                        cordoned: CordonText.reason(cordon)))
                 continue
             }
             do {

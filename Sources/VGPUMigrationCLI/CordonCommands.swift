@@ -96,10 +96,30 @@ enum CordonText {
             + ": \(cordon.reason)"
     }
 
+    /// `driver update, by root@ops-1, since 2026-12-06 17:02:11`: why a host is no destination.
+    static func reason(_ cordon: HostCordon) -> String {
+        cordon.reason + (cordon.by.map { ", by \($0)" } ?? "") + ", since \(HistoryText.time(cordon.since))"
+    }
+
     /// `user@machine` of whoever runs the command.
     static func operatorName() -> String {
         let account = getpwuid(getuid()).map { String(cString: $0.pointee.pw_name) }
         let user = ProcessInfo.processInfo.environment["SUDO_USER"] ?? account ?? String(getuid())
         return "\(user)@\(ProcessInfo.processInfo.hostName)"
+    }
+}
+
+extension DatabaseOption {
+    /// The cordoned hosts the history holds; none when there is no history yet. A history that
+    /// cannot be read is said on standard error (with what the command does `otherwise`), and
+    /// the command goes on without it.
+    func cordons(otherwise: String) async -> [HostCordon] {
+        guard let location = try? historyLocation(), location.mayExist else { return [] }
+        do {
+            return try await open(forReadingOnly: true).cordons()
+        } catch {
+            CommandRunner.writeStandardError("warning: cannot read the cordoned hosts (\(error)); \(otherwise)")
+            return []
+        }
     }
 }

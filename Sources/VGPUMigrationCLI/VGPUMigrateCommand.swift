@@ -18,7 +18,7 @@ package struct VGPUMigrateCommand: AsyncParsableCommand {
         subcommands: [
             InspectCommand.self, CheckCommand.self, MigrateCommand.self, AbortCommand.self, ReconcileCommand.self,
             HistoryCommand.self,
-            ShowCommand.self, CordonCommand.self, UncordonCommand.self, PolicyCommand.self,
+            ShowCommand.self, DrainCommand.self, CordonCommand.self, UncordonCommand.self, PolicyCommand.self,
         ]
     )
 

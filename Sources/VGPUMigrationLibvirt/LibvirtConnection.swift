@@ -36,6 +36,11 @@ package final class LibvirtConnection: @unchecked Sendable {
         LibvirtLibrary.prepareInBackground()
     }
 
+    /// Waits for a load ``loadLibraryInBackground()`` started; call it before the process exits.
+    package static func finishLoadingLibrary() {
+        LibvirtLibrary.awaitBackgroundSetUp()
+    }
+
     /// Opens `uri` (`qemu:///system`, `qemu+tcp://host/system`, `test:///default`, ...).
     package static func open(uri: String, readOnly: Bool = false) async throws -> LibvirtConnection {
         let queue = DispatchQueue(label: "vgpu-migrate.libvirt.\(uri)")
@@ -144,6 +149,28 @@ package final class LibvirtConnection: @unchecked Sendable {
             let xml = try takeLibvirtString(
                 virDomainGetXMLDesc(domain, 0), operation: "virDomainGetXMLDesc(\(name))")
             return (xml, active == 1)
+        }
+    }
+
+    /// The running domains: each one's name and XML, by name.
+    package func runningDomains() async throws -> [(name: String, xml: String)] {
+        try await call { (connection) throws(LibvirtError) in
+            var list: UnsafeMutablePointer<OpaquePointer?>?
+            let count = virConnectListAllDomains(
+                connection, &list, UInt32(VIR_CONNECT_LIST_DOMAINS_ACTIVE.rawValue))
+            guard count >= 0, let list else { throw LibvirtError.last(operation: "virConnectListAllDomains") }
+            // Every handle is freed, also when a later call fails.
+            let domains = (0..<Int(count)).compactMap { list[$0] }
+            free(list)
+            defer { for domain in domains { virDomainFree(domain) } }
+            var result: [(name: String, xml: String)] = []
+            for domain in domains {
+                let name = virDomainGetName(domain).map { String(cString: $0) } ?? ""
+                let xml = try takeLibvirtString(
+                    virDomainGetXMLDesc(domain, 0), operation: "virDomainGetXMLDesc(\(name))")
+                result.append((name, xml))
+            }
+            return result.sorted { $0.name < $1.name }
         }
     }
 

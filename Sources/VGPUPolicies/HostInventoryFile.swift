@@ -23,6 +23,9 @@ package struct InventoryHost: Sendable, Hashable {
     /// Address the migration data stream goes to when this host is the destination
     /// (`migrate_uri` tcp://ADDRESS, QEMU listening there); nil lets libvirt choose.
     package var migrationAddress: String?
+    /// The most migrations a drain runs out of / into this host at once (nil: the default).
+    package var maxOutboundMigrations: Int?
+    package var maxInboundMigrations: Int?
 
     package init(
         name: String, libvirtURI: String? = nil, agentURL: String? = nil, credentials: String? = nil,
@@ -49,6 +52,25 @@ package struct HostInventoryConfig: Sendable, Hashable {
     package var hosts: [InventoryHost]
     /// Link bandwidth between any two hosts when a host does not name the pair, in MiB/s.
     package var defaultBandwidthMiBPerSecond: Double?
+    /// Migrations a drain runs out of / into one host at once, for hosts that do not say.
+    package var defaultMaxOutboundMigrations: Int?
+    package var defaultMaxInboundMigrations: Int?
+
+    /// A drain's limits: `parallel` in all, and per host as the inventory says, else KubeVirt's
+    /// defaults.
+    package func drainLimits(parallel: Int) -> DrainLimits {
+        DrainLimits(
+            parallel: parallel, defaultOutbound: defaultMaxOutboundMigrations ?? DrainLimits.defaultOutboundPerHost,
+            defaultInbound: defaultMaxInboundMigrations ?? DrainLimits.defaultInboundPerHost,
+            outboundPerHost: Dictionary(
+                uniqueKeysWithValues: hosts.compactMap { host in
+                    host.maxOutboundMigrations.map { (host.name, $0) }
+                }),
+            inboundPerHost: Dictionary(
+                uniqueKeysWithValues: hosts.compactMap { host in
+                    host.maxInboundMigrations.map { (host.name, $0) }
+                }))
+    }
 
     package func host(named name: String) -> InventoryHost? {
         hosts.first { $0.name == name }
@@ -70,17 +92,26 @@ package enum HostInventoryFile {
         let document = try PolicyYAML.parse(text, file: file)
         _ = try document.mapping(allowedKeys: ["hosts", "defaults"], what: "the inventory")
         var defaultBandwidth: Double?
+        var defaultOutbound: Int?
+        var defaultInbound: Int?
         if let defaults = document.optional("defaults") {
-            _ = try defaults.mapping(allowedKeys: ["bandwidth_mib_per_s"], what: "'defaults'")
+            _ = try defaults.mapping(
+                allowedKeys: ["bandwidth_mib_per_s", "max_outbound_migrations", "max_inbound_migrations"],
+                what: "'defaults'")
             if let node = defaults.optional("bandwidth_mib_per_s") {
                 defaultBandwidth = Double(try node.int(what: "bandwidth_mib_per_s", range: 1...1_000_000))
             }
+            defaultOutbound = try defaults.optional("max_outbound_migrations")?.int(
+                what: "max_outbound_migrations", range: 1...64)
+            defaultInbound = try defaults.optional("max_inbound_migrations")?.int(
+                what: "max_inbound_migrations", range: 1...64)
         }
         var hosts: [InventoryHost] = []
         let keys: Set<String> = [
             "libvirt_uri", "agent_url", "credentials", "agent_ca", "agent_client_cert", "agent_client_key",
             "sysfs_root",
-            "facts_file", "bandwidth_mib_per_s", "migration_address",
+            "facts_file", "bandwidth_mib_per_s", "migration_address", "max_outbound_migrations",
+            "max_inbound_migrations",
         ]
         for (key, value) in try document.required("hosts", in: "the inventory").mapping(what: "'hosts'") {
             let name = try key.string(what: "a host name")
@@ -99,12 +130,16 @@ package enum HostInventoryFile {
                         try speed.int(what: "bandwidth_mib_per_s", range: 1...1_000_000))
                 }
             }
-            let host = InventoryHost(
+            var host = InventoryHost(
                 name: name, libvirtURI: try text("libvirt_uri"), agentURL: try text("agent_url"),
                 credentials: try text("credentials"), agentCA: try text("agent_ca"),
                 agentClientCertificate: try text("agent_client_cert"), agentClientKey: try text("agent_client_key"),
                 sysfsRoot: try text("sysfs_root"), factsFile: try text("facts_file"), bandwidthMiBPerSecond: bandwidth,
                 migrationAddress: try text("migration_address"))
+            host.maxOutboundMigrations = try value.optional("max_outbound_migrations")?.int(
+                what: "max_outbound_migrations", range: 1...64)
+            host.maxInboundMigrations = try value.optional("max_inbound_migrations")?.int(
+                what: "max_inbound_migrations", range: 1...64)
             if (host.agentClientCertificate == nil) != (host.agentClientKey == nil) {
                 throw value.error("host '\(name)': agent_client_cert and agent_client_key go together")
             }
@@ -114,7 +149,9 @@ package enum HostInventoryFile {
             }
             hosts.append(host)
         }
-        let inventory = HostInventoryConfig(hosts: hosts, defaultBandwidthMiBPerSecond: defaultBandwidth)
+        let inventory = HostInventoryConfig(
+            hosts: hosts, defaultBandwidthMiBPerSecond: defaultBandwidth, defaultMaxOutboundMigrations: defaultOutbound,
+            defaultMaxInboundMigrations: defaultInbound)
         for host in hosts {
             for peer in host.bandwidthMiBPerSecond.keys where inventory.host(named: peer) == nil {
                 throw document.error(
