@@ -140,6 +140,14 @@ package final class PostgresHistoryStore: HistoryStore {
             )
             """,
             "INSERT INTO schema_versions (version) VALUES (2) ON CONFLICT DO NOTHING",
+            """
+            CREATE TABLE IF NOT EXISTS drains (
+                id TEXT PRIMARY KEY, host TEXT NOT NULL, status TEXT NOT NULL,
+                created_at DOUBLE PRECISION NOT NULL, updated_at DOUBLE PRECISION NOT NULL, record TEXT NOT NULL
+            )
+            """,
+            "CREATE INDEX IF NOT EXISTS drains_by_time ON drains(created_at DESC)",
+            "INSERT INTO schema_versions (version) VALUES (3) ON CONFLICT DO NOTHING",
         ] {
             try await client.query(PostgresQuery(unsafeSQL: statement))
         }
@@ -397,4 +405,62 @@ private func quietLogger() -> Logger {
     var logger = Logger(label: "vgpu-migrate.postgres")
     logger.logLevel = .error
     return logger
+}
+
+extension PostgresHistoryStore {
+    package func saveDrain(_ drain: DrainRecord) async throws(HistoryStoreError) {
+        let text = try encodeDrain(drain)
+        do {
+            try await connected { client in
+                try await client.query(
+                    """
+                    INSERT INTO drains (id, host, status, created_at, updated_at, record)
+                    VALUES (\(drain.id), \(drain.host), \(drain.state.rawValue), \(drain.createdAt.timeIntervalSince1970),
+                        \(drain.updatedAt.timeIntervalSince1970), \(text))
+                    ON CONFLICT (id) DO UPDATE SET status = excluded.status, updated_at = excluded.updated_at,
+                        record = excluded.record
+                    """)
+            }
+        } catch {
+            throw .unavailable("\(location): \(String(reflecting: error))")
+        }
+    }
+
+    package func drain(id: String) async throws(HistoryStoreError) -> DrainRecord? {
+        let texts: [String]
+        do {
+            texts = try await connected { client in
+                var texts: [String] = []
+                var rows = try await client.query("SELECT record FROM drains WHERE id = \(id)")
+                for try await (text) in rows.decode(String.self) { texts.append(text) }
+                if texts.isEmpty {
+                    rows = try await client.query(
+                        "SELECT record FROM drains WHERE id LIKE \(likePrefix(id)) ESCAPE '\\' LIMIT 2")
+                    for try await (text) in rows.decode(String.self) { texts.append(text) }
+                }
+                return texts
+            }
+        } catch {
+            throw .unavailable("\(location): \(String(reflecting: error))")
+        }
+        let drains = try texts.map { (text) throws(HistoryStoreError) in try decodeDrain(text) }
+        if drains.count > 1 { throw .ambiguous(id, drains.map(\.id)) }
+        return drains.first
+    }
+
+    package func drains(limit: Int) async throws(HistoryStoreError) -> [DrainRecord] {
+        let texts: [String]
+        do {
+            texts = try await connected { client in
+                var texts: [String] = []
+                let rows = try await client.query(
+                    "SELECT record FROM drains ORDER BY created_at DESC, id DESC LIMIT \(limit)")
+                for try await (text) in rows.decode(String.self) { texts.append(text) }
+                return texts
+            }
+        } catch {
+            throw .unavailable("\(location): \(String(reflecting: error))")
+        }
+        return try texts.map { (text) throws(HistoryStoreError) in try decodeDrain(text) }
+    }
 }

@@ -105,6 +105,21 @@ package final class SQLiteHistoryStore: HistoryStore {
                     );
                     """)
         }
+        // Drains (`vgpu-migrate drain`): the record is the JSON of a DrainRecord.
+        migrator.registerMigration("4-drains") { db in
+            try db.execute(
+                sql: """
+                    CREATE TABLE drains (
+                        id TEXT PRIMARY KEY NOT NULL,
+                        host TEXT NOT NULL,
+                        status TEXT NOT NULL,
+                        created_at REAL NOT NULL,
+                        updated_at REAL NOT NULL,
+                        record TEXT NOT NULL
+                    );
+                    CREATE INDEX drains_by_time ON drains(created_at DESC);
+                    """)
+        }
         return migrator
     }
 
@@ -153,6 +168,58 @@ package final class SQLiteHistoryStore: HistoryStore {
     private static func cordon(_ row: Row) -> HostCordon {
         HostCordon(
             host: row["host"], reason: row["reason"], since: Date(timeIntervalSince1970: row["since"]), by: row["by"])
+    }
+
+    package func saveDrain(_ drain: DrainRecord) async throws(HistoryStoreError) {
+        let text = try encodeDrain(drain)
+        do {
+            try await pool.write { db in
+                try db.execute(
+                    sql: """
+                        INSERT INTO drains (id, host, status, created_at, updated_at, record) VALUES (?, ?, ?, ?, ?, ?)
+                        ON CONFLICT(id) DO UPDATE SET status = excluded.status, updated_at = excluded.updated_at,
+                            record = excluded.record
+                        """,
+                    arguments: [
+                        drain.id, drain.host, drain.state.rawValue, drain.createdAt.timeIntervalSince1970,
+                        drain.updatedAt.timeIntervalSince1970, text,
+                    ])
+            }
+        } catch {
+            throw .unavailable("\(path): \(error)")
+        }
+    }
+
+    package func drain(id: String) async throws(HistoryStoreError) -> DrainRecord? {
+        let rows: [String]
+        do {
+            rows = try await pool.read { db in
+                if let exact = try String.fetchOne(db, sql: "SELECT record FROM drains WHERE id = ?", arguments: [id]) {
+                    return [exact]
+                }
+                return try String.fetchAll(
+                    db, sql: "SELECT record FROM drains WHERE id LIKE ? ESCAPE '\\' LIMIT 2",
+                    arguments: [likePrefix(id)])
+            }
+        } catch {
+            throw .unavailable("\(path): \(error)")
+        }
+        let drains = try rows.map { (text) throws(HistoryStoreError) in try decodeDrain(text) }
+        if drains.count > 1 { throw .ambiguous(id, drains.map(\.id)) }
+        return drains.first
+    }
+
+    package func drains(limit: Int) async throws(HistoryStoreError) -> [DrainRecord] {
+        let rows: [String]
+        do {
+            rows = try await pool.read { db in
+                try String.fetchAll(
+                    db, sql: "SELECT record FROM drains ORDER BY created_at DESC, id DESC LIMIT ?", arguments: [limit])
+            }
+        } catch {
+            throw .unavailable("\(path): \(error)")
+        }
+        return try rows.map { (text) throws(HistoryStoreError) in try decodeDrain(text) }
     }
 
     package func begin(_ record: MigrationRecord) async throws(HistoryStoreError) {
@@ -323,6 +390,24 @@ func decodeRecord(_ text: String) throws(HistoryStoreError) -> MigrationRecord {
         return try JSONDecoder().decode(MigrationRecord.self, from: Data(text.utf8))
     } catch {
         throw .corrupt("\(error)")
+    }
+}
+
+func encodeDrain(_ drain: DrainRecord) throws(HistoryStoreError) -> String {
+    let encoder = JSONEncoder()
+    encoder.outputFormatting = [.sortedKeys]
+    do {
+        return String(decoding: try encoder.encode(drain), as: UTF8.self)
+    } catch {
+        throw .corrupt("cannot encode drain \(drain.id): \(error)")
+    }
+}
+
+func decodeDrain(_ text: String) throws(HistoryStoreError) -> DrainRecord {
+    do {
+        return try JSONDecoder().decode(DrainRecord.self, from: Data(text.utf8))
+    } catch {
+        throw .corrupt("drain: \(error)")
     }
 }
 

@@ -9,6 +9,7 @@ import VGPUMigrationCore
 package final class InMemoryHistoryStore: HistoryStore {
     private let records = Mutex<[String: MigrationRecord]>([:])
     private let cordoned = Mutex<[String: HostCordon]>([:])
+    private let drainRecords = Mutex<[String: DrainRecord]>([:])
 
     package init() {}
 
@@ -81,6 +82,25 @@ package final class InMemoryHistoryStore: HistoryStore {
     package func cordons() async throws(HistoryStoreError) -> [HostCordon] {
         cordoned.withLock { $0.values.sorted { $0.host < $1.host } }
     }
+
+    package func saveDrain(_ drain: DrainRecord) async throws(HistoryStoreError) {
+        drainRecords.withLock { $0[drain.id] = drain }
+    }
+
+    package func drain(id: String) async throws(HistoryStoreError) -> DrainRecord? {
+        try drainRecords.withLock { (drains) throws(HistoryStoreError) in
+            if let exact = drains[id] { return exact }
+            let matches = drains.values.filter { $0.id.hasPrefix(id) }.sorted { $0.id < $1.id }
+            if matches.count > 1 { throw .ambiguous(id, Array(matches.prefix(2).map(\.id))) }
+            return matches.first
+        }
+    }
+
+    package func drains(limit: Int) async throws(HistoryStoreError) -> [DrainRecord] {
+        drainRecords.withLock { drains in
+            Array(drains.values.sorted { ($0.createdAt, $0.id) > ($1.createdAt, $1.id) }.prefix(limit))
+        }
+    }
 }
 
 /// A history store that stops answering on demand, as a PostgreSQL server that is restarting or
@@ -148,6 +168,21 @@ package final class FlakyHistoryStore: HistoryStore {
     package func cordons() async throws(HistoryStoreError) -> [HostCordon] {
         try answer()
         return try await store.cordons()
+    }
+
+    package func saveDrain(_ drain: DrainRecord) async throws(HistoryStoreError) {
+        try answer()
+        try await store.saveDrain(drain)
+    }
+
+    package func drain(id: String) async throws(HistoryStoreError) -> DrainRecord? {
+        try answer()
+        return try await store.drain(id: id)
+    }
+
+    package func drains(limit: Int) async throws(HistoryStoreError) -> [DrainRecord] {
+        try answer()
+        return try await store.drains(limit: limit)
     }
 }
 

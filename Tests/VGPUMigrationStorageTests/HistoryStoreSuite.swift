@@ -88,6 +88,47 @@ struct HistoryStoreSuite {
     }
 
     @Test(
+        "a drain round-trips with its plan and moves, is saved again as it goes, found by prefix, listed newest first",
+        arguments: StoreKind.allCases)
+    func drains(kind: StoreKind) async throws {
+        let (store, other, cleanup) = try await kind.make()
+        defer { cleanup() }
+        #expect(try await store.drains(limit: 10).isEmpty)
+        let plan = DrainPlan(
+            policy: "adaptive",
+            placements: [
+                .init(
+                    vm: "vm-1", source: "gpu-1", destination: "gpu-2",
+                    vgpus: [
+                        .init(
+                            source: "5b1f0a7c-3e2d-4c1b-8a9f-6e5d4c3b2a10", type: "nvidia-232", typeName: "GRID T4-4Q",
+                            gpu: DeviceAddress("0000:3b:00.0")!, function: DeviceAddress("0000:3b:00.0")!)
+                    ], estimate: nil, warnings: ["gpu.dirty-tracking: T4"])
+            ], unplaced: [.init(vm: "vm-2", source: "gpu-1", reasons: ["gpu-2: vgpu.capacity: full"])],
+            skipped: [.init(host: "gpu-3", reason: "cordoned: fan")])
+        var first = DrainRecord(
+            id: "d1000000-0000-4000-8000-000000000001", host: "gpu-1", policy: "adaptive", parallel: 2, at: t0,
+            plan: plan)
+        try await store.saveDrain(first)
+        #expect(try await other.drain(id: first.id) == first)
+        first.update(
+            .init(vm: "vm-1", destination: "gpu-2", state: .moved, migrations: ["m1"]), at: t0.addingTimeInterval(30))
+        first.end(at: t0.addingTimeInterval(31))
+        try await other.saveDrain(first)
+        let read = try #require(try await store.drain(id: "d1000000"))
+        #expect(read == first && read.state == .incomplete && read.move(of: "vm-2")?.state == .unplaced)
+        let second = DrainRecord(
+            id: "d2000000-0000-4000-8000-000000000002", host: "gpu-2", policy: "adaptive", parallel: 5,
+            at: t0.addingTimeInterval(60),
+            plan: DrainPlan(policy: "adaptive", placements: [], unplaced: [], skipped: []))
+        try await store.saveDrain(second)
+        #expect(try await other.drains(limit: 10).map(\.id) == [second.id, first.id])
+        #expect(try await other.drains(limit: 1).map(\.id) == [second.id])
+        await #expect(throws: HistoryStoreError.self) { try await store.drain(id: "d") }
+        #expect(try await store.drain(id: "d3") == nil)
+    }
+
+    @Test(
         "a record round-trips with its timeline, steps, samples, findings and reservation",
         arguments: StoreKind.allCases)
     func roundTrip(kind: StoreKind) async throws {

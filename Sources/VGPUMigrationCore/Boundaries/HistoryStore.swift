@@ -115,6 +115,12 @@ package protocol HistoryStore: Sendable {
     func uncordon(host: String) async throws(HistoryStoreError) -> HostCordon?
     /// Every cordoned host, by name.
     func cordons() async throws(HistoryStoreError) -> [HostCordon]
+    /// Adds a drain, or saves its current state.
+    func saveDrain(_ drain: DrainRecord) async throws(HistoryStoreError)
+    /// The drain with `id`, or the only one whose id starts with it; nil when none.
+    func drain(id: String) async throws(HistoryStoreError) -> DrainRecord?
+    /// The newest `limit` drains, newest first.
+    func drains(limit: Int) async throws(HistoryStoreError) -> [DrainRecord]
 }
 
 /// Why the history store refused or failed.
