@@ -1,7 +1,9 @@
 import ArgumentParser
 import Foundation
+import Logging
 import VGPUCommandSupport
 import VGPUMigrationCore
+import VGPUMigrationEngine
 import VGPUMigrationLibvirt
 import VGPUPolicies
 
@@ -27,7 +29,13 @@ struct DrainCommand: AsyncParsableCommand {
             """
     )
 
-    @Argument(help: "The host to empty (inventory name).") var host: String
+    @Argument(help: "The host to empty (inventory name).") var host: String?
+    @Option(
+        name: .customLong("resume"),
+        help: ArgumentHelp("Take up a drain whose coordinator stopped (its id, or a unique prefix).", valueName: "id"))
+    var resume: String?
+    @Option(name: .customLong("reason"), help: ArgumentHelp("Why, for the cordon.", valueName: "text"))
+    var reason = "drain"
     @Option(
         name: .customLong("to"),
         help: ArgumentHelp(
@@ -41,14 +49,28 @@ struct DrainCommand: AsyncParsableCommand {
     @OptionGroup var inventoryFile: InventoryOption
     @OptionGroup var database: DatabaseOption
     @Flag(name: .customLong("dry-run"), help: "Print the plan and change nothing.") var dryRun = false
-    @Flag(name: .customLong("json"), help: "Print JSON.") var json = false
+    @Flag(name: .customLong("json"), help: "Print JSON (the plan, or the drain's record at its end).") var json = false
+    @Option(
+        name: .customLong("history-patience"),
+        help: ArgumentHelp(
+            "Seconds a migration's final record is tried in a history store that stopped answering.",
+            valueName: "seconds"))
+    var historyPatience = 30.0
+
+    /// For crash tests: after this many moves have ended, the drain stops and waits to be killed.
+    static let pauseVariable = "VGPU_MIGRATE_TEST_DRAIN_PAUSE_AFTER"
 
     func validate() throws {
+        if (host == nil) == (resume == nil) { throw ValidationError("give HOST to drain, or --resume ID") }
+        if resume != nil && dryRun { throw ValidationError("--resume runs a drain; drop --dry-run") }
+        if let resume { try HistoryText.validateMigrationID(resume) }
         if !(1...64).contains(parallel) { throw ValidationError("--parallel must be between 1 and 64") }
         if !policyName.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "-" || $0 == "_" }) {
             throw ValidationError("--policy takes a policy name such as adaptive")
         }
-        if destinationNames?.contains(host) == true { throw ValidationError("--to names \(host), the host to empty") }
+        if let host, destinationNames?.contains(host) == true {
+            throw ValidationError("--to names \(host), the host to empty")
+        }
         if destinationNames?.isEmpty == true { throw ValidationError("--to takes host names or 'auto'") }
     }
 
@@ -60,33 +82,257 @@ struct DrainCommand: AsyncParsableCommand {
 
     func run() async throws {
         LibvirtConnection.loadLibraryInBackground()
-        guard dryRun else {
-            throw CommandFailure(
-                "drain runs only with --dry-run for now: it plans and prints, and moves nothing",
-                remedy: "run the plan's moves with 'vgpu-migrate migrate VM --from \(host) --to DESTINATION'",
-                exitCode: CommandFailure.usageOrConfiguration)
+        let context = try await DrainContext(command: self)
+        if let resume {
+            try await resumeDrain(resume, context: context)
+            return
         }
-        let (policy, file) = try policies.load(policyName)
-        let catalog = try PolicyDirectory.boardCatalog(in: file.deletingLastPathComponent())
-        let inventory = try inventoryFile.load()
-        let loader = try inventoryFile.factsLoader(catalog: catalog)
-        let facts = try await DrainFacts.gather(
-            host: host, destinations: destinationNames, inventory: inventory, loader: loader,
-            cordons: await database.cordons(otherwise: "planning onto every host asked for"))
-        let limits = inventory.drainLimits(parallel: parallel)
-        var plan = DrainPlanner.plan(facts.problem(policy: policy.checks, inventory: inventory))
+        let host = host!
+        let facts = try await context.gather(host: host, destinations: destinationNames)
+        var plan = DrainPlanner.plan(facts.problem(policy: context.policy.checks, inventory: context.inventory))
         plan.unplaced = (plan.unplaced + facts.unreadable).sorted { $0.vm < $1.vm }
+        let limits = context.inventory.drainLimits(parallel: parallel)
         let report = DrainPlanReport(
             host: host, parallel: parallel, outboundLimit: limits.outbound(host),
             expectedSeconds: DrainSchedule.expectedSeconds(plan, limits: limits), plan: plan)
-        if json {
-            print(try HistoryText.json(report))
-        } else {
-            print(DrainPlanText.plan(report, limits: limits), terminator: "")
+        guard !dryRun else {
+            if json {
+                print(try HistoryText.json(report))
+            } else {
+                print(DrainPlanText.plan(report, limits: limits) + "Dry run: nothing was cordoned or moved.")
+            }
+            if !plan.unplaced.isEmpty { throw ExitCode(CommandFailure.failed) }
+            return
         }
-        if !plan.unplaced.isEmpty { throw ExitCode(CommandFailure.failed) }
+        if !json { Self.say(String(DrainPlanText.plan(report, limits: limits).dropLast())) }
+        let store = try await database.open()
+        try await cordon(host, in: store)
+        let drain = DrainRecord(
+            id: UUID().uuidString.lowercased(), host: host, policy: context.policy.name, parallel: parallel,
+            at: Date(), plan: plan)
+        let ended = try await run(drain, placements: plan.placements, context: context, store: store)
+        try finish(ended)
     }
 
+    /// Takes up a drain whose coordinator stopped: its migrations left unfinished are settled
+    /// as `reconcile` does, moves that ended stay, and the VMs still on the host are planned
+    /// again on current facts.
+    func resumeDrain(_ id: String, context: DrainContext) async throws {
+        let store = try await database.open()
+        let found: DrainRecord?
+        do {
+            found = try await store.drain(id: id)
+        } catch {
+            throw CommandFailure("\(error)")
+        }
+        guard var drain = found else {
+            throw CommandFailure(
+                "no drain \(id) in the history", remedy: "'vgpu-migrate history --drains' lists them",
+                exitCode: CommandFailure.usageOrConfiguration)
+        }
+        guard drain.state == .running else {
+            Self.say("drain \(drain.id) of \(drain.host) already ended \(drain.state.rawValue)")
+            try finish(drain)
+            return
+        }
+        try await cordon(drain.host, in: store)
+        // Migrations the stopped coordinator left are settled first.
+        let reconciler = Reconciler(
+            store: store, journal: try database.journal(),
+            hosts: InventoryHosts(inventory: context.inventory, loader: context.loader), staleAfterSeconds: 0,
+            policyNamed: { [policies] name in try? policies.load(name).0 },
+            events: MigrationEventSink { event in
+                if case .settled(let migration, let state, let reason) = event {
+                    Self.say("settled migration \(migration): \(state.rawValue) (\(reason))")
+                }
+            }, logger: Logger(label: "vgpu-migrate.engine"))
+        for move in drain.moves where move.state == .migrating {
+            do {
+                _ = try await reconciler.reconcileAll(vm: move.vm)
+            } catch {
+                throw CommandFailure(error)
+            }
+        }
+        let facts = try await context.gather(host: drain.host, destinations: nil)
+        let onHost = Set(facts.guests.map(\.name))
+        for move in drain.moves where move.state == .migrating || move.state == .pending {
+            guard !onHost.contains(move.vm) else { continue }
+            // Gone from the host: moved when its last migration completed.
+            var settled = move
+            let last = try? await move.migrations.last.asyncMap { try await store.record(id: $0) } ?? nil
+            if last?.state == .completed {
+                settled.state = .moved
+                settled.destination = last?.destination ?? move.destination
+            } else {
+                settled.state = .failed
+                settled.reason = "no longer running on \(drain.host), and no migration of this drain moved it"
+            }
+            drain.update(settled, at: Date())
+        }
+        var plan = DrainPlanner.plan(facts.problem(policy: context.policy.checks, inventory: context.inventory))
+        plan.unplaced = (plan.unplaced + facts.unreadable).sorted { $0.vm < $1.vm }
+        for refusal in plan.unplaced {
+            drain.update(
+                .init(vm: refusal.vm, destination: nil, state: .unplaced, reason: refusal.reasons.first), at: Date())
+        }
+        let ended = try await run(
+            drain, placements: plan.placements, context: context, store: store, resumed: true)
+        try finish(ended)
+    }
+
+    func cordon(_ host: String, in store: any HistoryStore) async throws {
+        let asked = HostCordon(host: host, reason: reason, since: Date(), by: CordonText.operatorName())
+        do {
+            let (cordon, created) = try await store.cordon(asked)
+            if !json {
+                Self.say(
+                    created
+                        ? "cordoned \(host): no migration goes there"
+                        : "\(host) stays cordoned: \(CordonText.line(cordon))")
+            }
+        } catch {
+            throw CommandFailure("cannot cordon \(host): \(error)", remedy: "nothing was moved; check --database")
+        }
+    }
+
+    func run(
+        _ drain: DrainRecord, placements: [DrainPlan.Placement], context: DrainContext, store: any HistoryStore,
+        resumed: Bool = false
+    ) async throws -> DrainRecord {
+        let migration = InventoryMigration(
+            policies: policies, inventoryFile: inventoryFile, database: database, policyName: policyName,
+            historyPatience: historyPatience)
+        let host = drain.host
+        let destinations = destinationNames
+        let json = self.json
+        let run = DrainRun(
+            store: store, limits: context.inventory.drainLimits(parallel: parallel),
+            migrate: { placement, began in
+                let events = MigrationEventSink { event in
+                    switch event {
+                    case .began(let id, _, _, _, _): began(id)
+                    case .notice(_, let text), .hostUnreachable(_, let text):
+                        if !json { Self.say("  \(placement.vm): \(text)") }
+                    case .historyStoreUnavailable(_, let message, _):
+                        if !json { Self.say("  \(placement.vm): the history store failed: \(message)") }
+                    default: break
+                    }
+                }
+                do {
+                    return .ran(
+                        try await migration.run(
+                            vm: placement.vm, from: placement.source, to: placement.destination, events: events))
+                } catch let failure as CommandFailure {
+                    return .didNotBegin(
+                        MigrationEngineError(
+                            failure.exitCode == CommandFailure.unreachable ? .unreachable : .failed, failure.message,
+                            remedy: failure.remedy))
+                } catch {
+                    return .didNotBegin(MigrationEngineError(.failed, "\(error)"))
+                }
+            },
+            replace: { vm, excluding in
+                // The VM's next-best destination on the hosts' facts as they are now.
+                guard let facts = try? await context.gather(host: host, destinations: destinations) else { return nil }
+                var problem = facts.problem(policy: context.policy.checks, inventory: context.inventory)
+                problem.guests = problem.guests.filter { $0.name == vm }
+                problem.destinations = problem.destinations.filter { !excluding.contains($0.name) }
+                return DrainPlanner.plan(problem).placement(of: vm)
+            },
+            events: { event in if !json { Self.say(DrainEventText.line(event)) } },
+            pauseAfterMoves: ProcessInfo.processInfo.environment[Self.pauseVariable].flatMap(Int.init))
+        do {
+            return try await run.run(drain, placements: placements, resumed: resumed)
+        } catch {
+            throw CommandFailure(error)
+        }
+    }
+
+    /// A line on standard output, written at once: a drain's lines come from several tasks and
+    /// are read as they come (a log, a test waiting for one).
+    static func say(_ line: String) {
+        CommandRunner.writeLine(line, to: STDOUT_FILENO)
+    }
+
+    /// Prints the drain's end and exits by it: 0 when the host is empty, 1 when VMs stay.
+    func finish(_ drain: DrainRecord) throws {
+        Self.say(json ? try HistoryText.json(drain) : DrainEventText.summary(drain))
+        if drain.state != .completed { throw ExitCode(CommandFailure.failed) }
+    }
+}
+
+/// What every drain command reads first: the policy, the board table, the inventory.
+struct DrainContext: Sendable {
+    var policy: MigrationPolicy
+    var inventory: HostInventoryConfig
+    var loader: HostFactsLoader
+    var cordons: [HostCordon]
+
+    init(command: DrainCommand) async throws {
+        let (policy, file) = try command.policies.load(command.policyName)
+        self.policy = policy
+        let catalog = try PolicyDirectory.boardCatalog(in: file.deletingLastPathComponent())
+        inventory = try command.inventoryFile.load()
+        loader = try command.inventoryFile.factsLoader(catalog: catalog)
+        cordons = await command.database.cordons(otherwise: "planning onto every host asked for")
+    }
+
+    func gather(host: String, destinations: [String]?) async throws(CommandFailure) -> DrainFacts {
+        try await DrainFacts.gather(
+            host: host, destinations: destinations, inventory: inventory, loader: loader, cordons: cordons)
+    }
+}
+
+extension Optional {
+    fileprivate func asyncMap<T>(_ transform: (Wrapped) async throws -> T) async rethrows -> T? {
+        guard let self else { return nil }
+        return try await transform(self)
+    }
+}
+
+/// A drain's events and end as lines.
+enum DrainEventText {
+    static func line(_ event: DrainEvent) -> String {
+        switch event {
+        case .began(let drain, let host, let moves, let resumed):
+            return
+                "drain \(drain) of \(host)\(resumed ? " taken up again" : ""): \(moves) move\(moves == 1 ? "" : "s") to run"
+        case .moveStarted(let vm, let destination, let attempt):
+            return "\(vm) → \(destination): migrating" + (attempt > 1 ? " (second attempt)" : "")
+        case .moveEnded(let vm, let destination, let state, let migration, let downtime, let seconds, let reason):
+            var line = "\(vm) → \(destination): \(state.rawValue)"
+            if state == .completed {
+                line += " in \(CompatibilityRules.seconds(seconds))"
+                if let downtime { line += ", downtime \(downtime) ms" }
+            } else if let reason {
+                line += ": \(reason)"
+            }
+            return line + (migration.map { " (migration \($0.prefix(8)))" } ?? "")
+        case .retrying(let vm, let failedOn, let next):
+            return "\(vm): failed on \(failedOn), trying \(next)"
+        case .progress(let done, let running, let left):
+            return "[\(done) done, \(running) running, \(left) left]"
+        case .historyStoreUnavailable(let message):
+            return "warning: the drain could not be saved in the history store (\(message)); it goes on"
+        case .paused(let moves):
+            return "paused after \(moves) moves (\(DrainCommand.pauseVariable))"
+        }
+    }
+
+    static func summary(_ drain: DrainRecord) -> String {
+        let moved = drain.moves.filter { $0.state == .moved }.count
+        var out =
+            "Drain \(drain.id) of \(drain.host): \(drain.state.rawValue), \(moved) of \(drain.moves.count) VMs moved"
+        for move in drain.moves where move.state != .moved {
+            out +=
+                "\n  \(move.vm) stays on \(drain.host): \(move.state.rawValue)" + (move.reason.map { ": \($0)" } ?? "")
+        }
+        if drain.state == .completed {
+            out +=
+                "\n\(drain.host) is empty and stays cordoned: 'vgpu-migrate uncordon \(drain.host)' after its maintenance"
+        }
+        return out
+    }
 }
 
 /// What a drain plan is made from, as read from the hosts: the drained host's running VMs and
@@ -285,7 +531,6 @@ enum DrainPlanText {
             out += "Not considered:\n"
             for skipped in plan.skipped { out += "  \(skipped.host): \(skipped.reason)\n" }
         }
-        out += "Dry run: nothing was cordoned or moved.\n"
         return out
     }
 }

@@ -154,10 +154,15 @@ struct HistoryCommand: AsyncParsableCommand {
     @Option(help: ArgumentHelp("Only this status.", valueName: "status")) var status: String?
     @Option(help: ArgumentHelp("Only migrations started since.", valueName: "time|age")) var since: String?
     @Option(help: "At most this many rows (1 to 10000).") var limit = 50
+    @Flag(name: .customLong("drains"), help: "List drains instead ('show ID' shows one with its migrations).")
+    var drains = false
     @Flag(name: .customLong("json"), help: "Print JSON.") var json = false
 
     func validate() throws {
         if !(1...10_000).contains(limit) { throw ValidationError("--limit must be between 1 and 10000") }
+        if drains && (vm != nil || host != nil || status != nil || since != nil) {
+            throw ValidationError("--drains lists the newest drains; it takes only --limit and --json")
+        }
         if let status, MigrationState(rawValue: status) == nil {
             let names = MigrationState.allCases.map(\.rawValue).joined(separator: ", ")
             throw ValidationError("--status must be one of: \(names)")
@@ -205,6 +210,16 @@ struct HistoryCommand: AsyncParsableCommand {
 
     func run() async throws {
         let store = try await database.open(forReadingOnly: true)
+        if drains {
+            let found: [DrainRecord]
+            do {
+                found = try await store.drains(limit: limit)
+            } catch {
+                throw CommandFailure("\(error)")
+            }
+            print(json ? try HistoryText.json(found) : HistoryText.drainTable(found), terminator: json ? "\n" : "")
+            return
+        }
         let filter = HistoryFilter(
             vm: vm, host: host, state: status.flatMap(MigrationState.init(rawValue:)),
             since: since.flatMap { Self.parseSince($0, now: Date()) }, limit: limit)
@@ -248,7 +263,23 @@ struct ShowCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
-        let record = try await database.migration(id, in: try await database.open(forReadingOnly: true))
+        let store = try await database.open(forReadingOnly: true)
+        // A drain's id shows the drain.
+        if let drain = try? await store.drain(id: id.lowercased()),
+            (try? await store.record(id: id.lowercased())) == nil
+        {
+            guard svg == nil else {
+                throw CommandFailure(
+                    "\(drain.id) is a drain: --svg draws one migration", exitCode: CommandFailure.usageOrConfiguration)
+            }
+            if json {
+                print(try HistoryText.json(drain))
+            } else {
+                print(await HistoryText.drain(drain, migrations: store), terminator: "")
+            }
+            return
+        }
+        let record = try await database.migration(id, in: store)
         if let svg {
             do {
                 try MigrationChart(record: record).svg.write(
@@ -382,6 +413,46 @@ enum HistoryText {
             ])
         }
         return InventoryReport.table(cells, rightAligned: [6, 7], indent: "")
+    }
+
+    /// `history --drains`.
+    static func drainTable(_ drains: [DrainRecord]) -> String {
+        if drains.isEmpty { return "No drains.\n" }
+        var cells = [["ID", "HOST", "STATUS", "MOVED", "STARTED", "UPDATED"]]
+        for drain in drains {
+            cells.append([
+                String(drain.id.prefix(8)), drain.host, drain.state.rawValue,
+                "\(drain.moves.filter { $0.state == .moved }.count)/\(drain.moves.count)", time(drain.createdAt),
+                time(drain.updatedAt),
+            ])
+        }
+        return InventoryReport.table(cells, rightAligned: [3], indent: "")
+    }
+
+    /// `show DRAIN_ID`: the drain, each move, and the migrations made for it.
+    static func drain(_ drain: DrainRecord, migrations store: any HistoryStore) async -> String {
+        var out = "Drain \(drain.id)\n"
+        out += "  host \(drain.host), policy \(drain.policy), \(drain.parallel) at once\n"
+        out += "  status \(drain.state.rawValue), started \(time(drain.createdAt)), updated \(time(drain.updatedAt))\n"
+        out += "Moves:\n"
+        for move in drain.moves {
+            out += "  \(move.vm) → \(move.destination ?? "-"): \(move.state.rawValue)"
+            out += (move.reason.map { " (\($0))" } ?? "") + "\n"
+            for id in move.migrations {
+                if let record = try? await store.record(id: id) {
+                    out += "    migration \(id): \(record.destination), \(record.state.rawValue)"
+                    out += record.downtimeMilliseconds.map { ", downtime \($0) ms" } ?? ""
+                    out += ", \(duration(record.durationSeconds))\n"
+                } else {
+                    out += "    migration \(id): not in the history\n"
+                }
+            }
+        }
+        if !drain.plan.skipped.isEmpty {
+            out += "Not considered:\n"
+            for skipped in drain.plan.skipped { out += "  \(skipped.host): \(skipped.reason)\n" }
+        }
+        return out
     }
 
     static func timeline(_ record: MigrationRecord) -> String {

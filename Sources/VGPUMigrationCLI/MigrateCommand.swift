@@ -73,6 +73,34 @@ struct MigrateCommand: AsyncParsableCommand {
     }
 
     private func migrate(events: MigrationEventSink, display: ProgressDisplay) async throws -> MigrationRecord {
+        let interrupt = OperatorInterrupt()
+        interrupt.install(display: display) { [vm, source] in "the migration of \(vm) from \(source)" }
+        return try await InventoryMigration(
+            policies: policies, inventoryFile: inventoryFile, database: database, policyName: policyName,
+            forcedChecks: Set(
+                (force ?? "").split(separator: ",").map { String($0).trimmingCharacters(in: .whitespaces) }),
+            historyPatience: historyPatience
+        ).run(
+            vm: vm, from: source, to: destination, events: events, abort: interrupt.abort,
+            pauseAt: ProcessInfo.processInfo.environment[Self.pauseVariable])
+    }
+}
+
+/// One migration between two inventory hosts as `migrate` runs it: an earlier migration of the
+/// VM left unsettled is settled first, then the engine's ``MigrationRun``. `drain` runs one for
+/// each of its moves.
+struct InventoryMigration: Sendable {
+    var policies: PolicyDirectoryOption
+    var inventoryFile: InventoryOption
+    var database: DatabaseOption
+    var policyName: String
+    var forcedChecks: Set<String> = []
+    var historyPatience = 30.0
+
+    func run(
+        vm: String, from source: String, to destination: String, events: MigrationEventSink,
+        abort: AbortRequest? = nil, pauseAt: String? = nil
+    ) async throws -> MigrationRecord {
         let (policy, file) = try policies.load(policyName)
         let directory = file.deletingLastPathComponent()
         let catalog = try PolicyDirectory.boardCatalog(in: directory)
@@ -111,8 +139,6 @@ struct MigrateCommand: AsyncParsableCommand {
             ? nil : try loader.agentClient(destinationHost, label: "host \(destination)")
         let sourceAgent =
             sourceHost.agentURL == nil ? nil : try loader.agentClient(sourceHost, label: "host \(source)")
-        let interrupt = OperatorInterrupt()
-        interrupt.install(display: display) { [vm, source] in "the migration of \(vm) from \(source)" }
         let run = MigrationRun(
             store: store, journal: journal,
             source: MigrationHost(
@@ -123,10 +149,7 @@ struct MigrateCommand: AsyncParsableCommand {
                 hypervisor: destinationFacts.connection, agent: agent, libvirtURI: destinationHost.libvirtURI,
                 migrationAddress: destinationHost.migrationAddress),
             policy: policy, vm: vm, bandwidthMiBPerSecond: inventory.bandwidth(from: source, to: destination),
-            forcedChecks: Set(
-                (force ?? "").split(separator: ",").map { String($0).trimmingCharacters(in: .whitespaces) }),
-            events: events, abort: interrupt.abort,
-            pauseAt: ProcessInfo.processInfo.environment[Self.pauseVariable],
+            forcedChecks: forcedChecks, events: events, abort: abort, pauseAt: pauseAt,
             historyPatience: .milliseconds(Int64(historyPatience * 1000)), logger: logger)
         do {
             return try await run.run()

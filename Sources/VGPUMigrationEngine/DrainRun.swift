@@ -127,13 +127,13 @@ package struct DrainRun: Sendable {
                 } else {
                     ended += 1
                 }
-                events(.progress(done: ended, running: running.count, left: pending.count))
                 if let pauseAfterMoves, ended >= pauseAfterMoves, ended < total {
                     await ledger.flush()
                     events(.paused(afterMoves: ended))
                     while true { try? await Task.sleep(for: .seconds(3600)) }
                 }
                 startMore()
+                events(.progress(done: ended, running: running.count, left: pending.count))
             }
         }
         ledger.end(at: clock.now)
