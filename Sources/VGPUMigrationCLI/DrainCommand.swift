@@ -392,24 +392,29 @@ struct DrainFacts: Sendable {
 
         // The destinations are read a few at a time; a host that cannot be read is left out with why.
         let cordoned = Dictionary(cordons.map { ($0.host, $0) }, uniquingKeysWith: { first, _ in first })
-        var loaded: [String: Result<LoadedHost, CommandFailure>] = [:]
-        await withTaskGroup(of: (String, Result<LoadedHost, CommandFailure>).self) { group in
-            var pending = wanted.filter { cordoned[$0.name] == nil }[...]
-            func startNext() {
-                guard let entry = pending.popFirst() else { return }
-                group.addTask {
-                    do throws(CommandFailure) {
-                        return (entry.name, .success(try await loader.load(entry)))
-                    } catch {
-                        return (entry.name, .failure(error))
-                    }
+        let toLoad = wanted.filter { cordoned[$0.name] == nil }
+        let loaded = await withTaskGroup(
+            of: (String, Result<LoadedHost, CommandFailure>).self,
+            returning: [String: Result<LoadedHost, CommandFailure>].self
+        ) { group in
+            var entries = toLoad.makeIterator()
+            func load(_ entry: InventoryHost) async -> (String, Result<LoadedHost, CommandFailure>) {
+                do throws(CommandFailure) {
+                    return (entry.name, .success(try await loader.load(entry)))
+                } catch {
+                    return (entry.name, .failure(error))
                 }
             }
-            for _ in 0..<concurrentReads { startNext() }
-            for await (name, result) in group {
-                loaded[name] = result
-                startNext()
+            for _ in 0..<concurrentReads {
+                guard let entry = entries.next() else { break }
+                group.addTask { await load(entry) }
             }
+            var results: [String: Result<LoadedHost, CommandFailure>] = [:]
+            while let (name, result) = await group.next() {
+                results[name] = result
+                if let entry = entries.next() { group.addTask { await load(entry) } }
+            }
+            return results
         }
         var destinations: [DrainDestination] = []
         var cpu: [String: [String: CheckSubject.CPUComparison]] = [:]

@@ -92,7 +92,8 @@ package struct DrainRun: Sendable {
         var ended = 0
         let total = placements.count
         await withTaskGroup(of: (DrainPlan.Placement, DrainMoveOutcome).self) { group in
-            func startMore() {
+            // The group is passed in, never captured.
+            func startMore(in group: inout TaskGroup<(DrainPlan.Placement, DrainMoveOutcome)>) {
                 for placement in DrainSchedule.startable(
                     pending: pending, running: Array(running.values), limits: limits)
                 {
@@ -117,7 +118,7 @@ package struct DrainRun: Sendable {
                 }
                 ledger.saveInBackground()
             }
-            startMore()
+            startMore(in: &group)
             events(.progress(done: 0, running: running.count, left: pending.count))
             while let (placement, outcome) = await group.next() {
                 running[placement.vm] = nil
@@ -132,7 +133,7 @@ package struct DrainRun: Sendable {
                     events(.paused(afterMoves: ended))
                     while true { try? await Task.sleep(for: .seconds(3600)) }
                 }
-                startMore()
+                startMore(in: &group)
                 events(.progress(done: ended, running: running.count, left: pending.count))
             }
         }

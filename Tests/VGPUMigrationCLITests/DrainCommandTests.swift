@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 import VGPUMigrationCore
+import VGPUMigrationStorage
 import VGPUTestSupport
 
 @testable import VGPUMigrationCLI
@@ -175,5 +176,67 @@ struct DrainCommandTests {
             ["drain", "src", "--dry-run", "--inventory", inventory.path, "--policies", TestData.policies.path])
         #expect(outcome.status == 3, "\(outcome.standardOutput)\(outcome.standardError)")
         #expect(outcome.standardError.contains("src"), "\(outcome.standardError)")
+    }
+}
+
+@Suite("history --drains and show DRAIN_ID")
+struct DrainHistoryTests {
+    @Test("drains are listed newest first; show prints a drain's moves and their migrations; --svg is refused")
+    func listAndShow() async throws {
+        let directory = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let database = directory.appendingPathComponent("history.sqlite").path
+        let empty = try ProductRunner.run("vgpu-migrate", ["history", "--drains", "--database", database])
+        #expect(empty.status == 0 && empty.standardOutput == "No drains.\n", "\(empty.standardError)")
+
+        let store = try SQLiteHistoryStore(path: database)
+        let start = Date(timeIntervalSince1970: 1_800_000_000)
+        var migration = MigrationRecord(
+            id: "5e0c1f2a-0000-4000-8000-000000000001", vm: "vm-1", source: "src", destination: "dst",
+            policy: "adaptive", at: start)
+        try await store.begin(migration)
+        for (state, reason) in [
+            (MigrationState.checking, "pre-flight"), (.reserving, "ok"), (.migrating, "reserved"),
+            (.completing, "switched over"), (.completed, "done"),
+        ] {
+            try migration.transition(to: state, reason: reason, at: start.addingTimeInterval(6))
+        }
+        try await store.save(migration)
+        let plan = DrainPlan(
+            policy: "adaptive",
+            placements: [.init(vm: "vm-1", source: "src", destination: "dst", vgpus: [], estimate: nil, warnings: [])],
+            unplaced: [.init(vm: "vm-2", source: "src", reasons: ["dst: vgpu.capacity: full"])], skipped: [])
+        var drain = DrainRecord(
+            id: "0b6f0000-0000-4000-8000-00000000000d", host: "src", policy: "adaptive", parallel: 2, at: start,
+            plan: plan)
+        drain.update(.init(vm: "vm-1", destination: "dst", state: .moved, migrations: [migration.id]), at: start)
+        drain.end(at: start.addingTimeInterval(7))
+        try await store.saveDrain(drain)
+
+        let listed = try ProductRunner.run("vgpu-migrate", ["history", "--drains", "--database", database])
+        let rows = listed.standardOutput.split(separator: "\n")
+        #expect(rows.first?.hasPrefix("ID        HOST  STATUS      MOVED") == true, "\(listed.standardOutput)")
+        #expect(
+            rows.dropFirst().first?.hasPrefix("0b6f0000  src   incomplete    1/2") == true, "\(listed.standardOutput)")
+        let json = try ProductRunner.run("vgpu-migrate", ["history", "--drains", "--json", "--database", database])
+        #expect(try decodedJSON([DrainRecord].self, from: json.standardOutput) == [drain])
+
+        let shown = try ProductRunner.run("vgpu-migrate", ["show", "0b6f", "--database", database])
+        #expect(shown.status == 0, "\(shown.standardError)")
+        #expect(shown.standardOutput.hasPrefix("Drain 0b6f0000-0000-4000-8000-00000000000d\n"))
+        #expect(
+            shown.standardOutput.contains(
+                "  vm-1 → dst: moved\n    migration 5e0c1f2a-0000-4000-8000-000000000001: dst, completed"))
+        #expect(shown.standardOutput.contains("  vm-2 → -: unplaced (dst: vgpu.capacity: full)"))
+        let svg = try ProductRunner.run(
+            "vgpu-migrate",
+            ["show", "0b6f", "--svg", directory.appendingPathComponent("x.svg").path, "--database", database])
+        #expect(svg.status == 2 && svg.standardError.contains("is a drain: --svg draws one migration"))
+        let filtered = try ProductRunner.run(
+            "vgpu-migrate", ["history", "--drains", "--vm", "x", "--database", database])
+        #expect(filtered.status == 2 && filtered.standardError.contains("--drains lists the newest drains"))
+        // A migration's id still shows the migration.
+        let one = try ProductRunner.run("vgpu-migrate", ["show", "5e0c", "--database", database])
+        #expect(one.standardOutput.hasPrefix("Migration 5e0c1f2a"), "\(one.standardOutput)")
     }
 }

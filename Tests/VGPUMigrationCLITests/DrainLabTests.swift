@@ -8,6 +8,18 @@ import VGPUTestSupport
 struct DrainLabTests {
     static let guests = ["drain-1", "drain-2", "drain-3", "drain-4"]
 
+    /// A history of the test's own, and the options every command of the test takes.
+    static func arguments(_ lab: Lab, in directory: URL) throws -> (database: String, common: [String]) {
+        let database = directory.appendingPathComponent("history.sqlite").path
+        return (
+            database,
+            [
+                "--inventory", try labInventory(lab, in: directory), "--database", database, "--policies",
+                TestData.policies.path,
+            ]
+        )
+    }
+
     /// The drain's id from its first line (`drain ID of src: ...`).
     static func drainID(in output: String) -> String? {
         output.split(separator: "\n").first { $0.hasPrefix("drain ") }.map { String($0.split(separator: " ")[1]) }
@@ -28,11 +40,7 @@ struct DrainLabTests {
         for guest in Self.guests {
             #expect(await eventually(within: 60) { !lab.guestReports(guest, on: "src").isEmpty }, "\(guest)")
         }
-        let database = directory.appendingPathComponent("history.sqlite").path
-        let common = [
-            "--inventory", try labInventory(lab, in: directory), "--database", database, "--policies",
-            TestData.policies.path,
-        ]
+        let (database, common) = try DrainLabTests.arguments(lab, in: directory)
         let ticks = Dictionary(
             uniqueKeysWithValues: Self.guests.map { ($0, lab.guestReports($0, on: "src").last?.tick ?? 0) })
 
@@ -93,11 +101,7 @@ struct DrainLabTests {
                 #expect(outcome.status == 0, "\(outcome.standardError)")
             }
         }
-        let database = directory.appendingPathComponent("history.sqlite").path
-        let common = [
-            "--inventory", try labInventory(lab, in: directory), "--database", database, "--policies",
-            TestData.policies.path,
-        ]
+        let (database, common) = try DrainLabTests.arguments(lab, in: directory)
         let drain = try RunningProcess(
             try ProductRunner.executable("vgpu-migrate"), ["drain", "src", "--to", "dst", "--parallel", "1"] + common,
             directory: directory, environment: ["VGPU_MIGRATE_TEST_DRAIN_PAUSE_AFTER": "2"])
@@ -139,11 +143,7 @@ struct DrainDestinationCrashLabTests {
                 #expect(outcome.status == 0, "\(outcome.standardError)")
             }
         }
-        let database = directory.appendingPathComponent("history.sqlite").path
-        let common = [
-            "--inventory", try labInventory(lab, in: directory), "--database", database, "--policies",
-            TestData.policies.path,
-        ]
+        let (database, common) = try DrainLabTests.arguments(lab, in: directory)
         let drain = try RunningProcess(
             try ProductRunner.executable("vgpu-migrate"), ["drain", "src", "--parallel", "1"] + common,
             directory: directory)

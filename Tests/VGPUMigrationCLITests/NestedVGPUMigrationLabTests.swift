@@ -4,6 +4,8 @@ import VGPUMigrationCore
 import VGPUMigrationStorage
 import VGPUTestSupport
 
+@testable import VGPUMigrationCLI
+
 #if canImport(Glibc)
     import Glibc
 #endif
@@ -465,5 +467,46 @@ struct NestedVGPUMigrationLabTests {
         #expect(try lab.mdevs(on: "src").isEmpty)
         let asked = try lab.agent("dst", get: "/v1/reservations/\(reservation.id)").standardOutput
         #expect(asked.contains("\"state\":\"committed\""), "\(asked)")
+    }
+
+    @Test(
+        "drain src with two mtty guests, --parallel 2: the plan books dst's ports, both move with new mdevs, src is empty"
+    )
+    func drainWithMdevs() async throws {
+        let lab = try #require(NestedLab.current)
+        let directory = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        defer { lab.reset() }
+        let coordinator = Coordinator(lab: lab, directory: directory)
+        let first = try lab.startGuest("nested-drain-1")
+        let second = try lab.startGuest("nested-drain-2")
+        #expect(try lab.mdevs(on: "src") == [first, second])
+        let common = ["--to", "dst", "--parallel", "2", "--policies", coordinator.policies] + coordinator.inventory
+
+        let planned = try lab.coordinator(
+            ["drain", "src", "--dry-run", "--json"] + common, environment: coordinator.environment)
+        #expect(planned.status == 0, "\(planned.standardOutput)\(planned.standardError)")
+        let plan = try decodedJSON(DrainPlanReport.self, from: planned.standardOutput).plan
+        #expect(plan.placements.count == 2 && plan.unplaced.isEmpty)
+        #expect(
+            plan.placements.allSatisfy { $0.vgpus.map(\.type) == ["mtty-2"] && $0.vgpus.first?.gpu == .named("mtty") })
+
+        let drained = try lab.coordinator(["drain", "src", "--json"] + common, environment: coordinator.environment)
+        #expect(drained.status == 0, "\(drained.standardOutput)\(drained.standardError)")
+        let drain = try decodedJSON(DrainRecord.self, from: drained.standardOutput)
+        #expect(drain.state == .completed && drain.moves.allSatisfy { $0.state == .moved && $0.migrations.count == 1 })
+        #expect(try lab.runningDomains(on: "dst") == ["nested-drain-1", "nested-drain-2"])
+        #expect(try lab.runningDomains(on: "src").isEmpty)
+        // New mdevs on dst, reserved and committed by its agent; src's given back.
+        var moved: Set<String> = []
+        for move in drain.moves {
+            let record = try coordinator.record(try #require(move.migrations.first))
+            #expect(record.state == .completed && record.reservation?.state == .committed)
+            moved.formUnion(record.reservation?.devices.map(\.id) ?? [])
+        }
+        #expect(moved.count == 2 && moved.isDisjoint(with: [first, second]))
+        #expect(try lab.mdevs(on: "dst") == moved)
+        #expect(try lab.mdevs(on: "src").isEmpty)
+        _ = try lab.coordinator(["uncordon", "src"], environment: coordinator.environment)
     }
 }
