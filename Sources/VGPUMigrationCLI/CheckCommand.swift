@@ -135,8 +135,12 @@ struct CheckCommand: AsyncParsableCommand {
 
     // MARK: Inputs
 
+    /// The inventory: whole for `--to auto`, else only the hosts the check reaches.
     func loadInventory() throws(CommandFailure) -> HostInventoryConfig {
-        try inventoryFile.load()
+        guard destination != "auto" else { return try inventoryFile.load() }
+        let names = Set(
+            [sourceFacts == nil ? source : nil, destinationFacts == nil ? destination : nil].compactMap { $0 })
+        return try inventoryFile.load(only: names)
     }
 
     func inventoryHost(_ name: String, in inventory: HostInventoryConfig) throws(CommandFailure) -> InventoryHost {
@@ -216,25 +220,23 @@ struct CheckCommand: AsyncParsableCommand {
         domain: GuestDomain?, state: CheckSubject.VMState, source: LoadedHost, inventory: HostInventoryConfig,
         loader: HostFactsLoader, policy: CheckPolicy, cordons: [HostCordon] = []
     ) async -> DestinationRanking {
-        var candidates: [DestinationRanking.Candidate] = []
-        for host in inventory.hosts where host.name != source.name {
+        // Hosts are read and checked 16 at a time: their agents', daemons' and files' waits overlap.
+        let candidates = await inventory.hosts.filter { $0.name != source.name }.concurrentMap(limit: 16) {
+            host -> DestinationRanking.Candidate in
             if let cordon = cordons.first(where: { $0.host == host.name }) {
-                candidates.append(
-                    .init(
-                        host: host.name, report: nil, packing: 0, unreachable: nil,
-                        cordoned: CordonText.reason(cordon)))
-                continue
+                return .init(
+                    host: host.name, report: nil, packing: 0, unreachable: nil, cordoned: CordonText.reason(cordon))
             }
-            do {
+            do throws(CommandFailure) {
                 let destination = try await loader.load(host)
                 let report = await check(
                     domain: domain, state: state, source: source, destination: destination,
                     bandwidth: inventory.bandwidth(from: source.name, to: host.name), policy: policy)
                 let packing =
                     domain.map { DestinationRanking.packing(of: $0, from: source.facts, on: destination.facts) } ?? 0
-                candidates.append(.init(host: host.name, report: report, packing: packing, unreachable: nil))
+                return .init(host: host.name, report: report, packing: packing, unreachable: nil)
             } catch {
-                candidates.append(.init(host: host.name, report: nil, packing: 0, unreachable: error.message))
+                return .init(host: host.name, report: nil, packing: 0, unreachable: error.message)
             }
         }
         return DestinationRanking(vm: vm, source: source.name, policy: policy.name, candidates: candidates)

@@ -393,29 +393,14 @@ struct DrainFacts: Sendable {
         // The destinations are read a few at a time; a host that cannot be read is left out with why.
         let cordoned = Dictionary(cordons.map { ($0.host, $0) }, uniquingKeysWith: { first, _ in first })
         let toLoad = wanted.filter { cordoned[$0.name] == nil }
-        let loaded = await withTaskGroup(
-            of: (String, Result<LoadedHost, CommandFailure>).self,
-            returning: [String: Result<LoadedHost, CommandFailure>].self
-        ) { group in
-            var entries = toLoad.makeIterator()
-            func load(_ entry: InventoryHost) async -> (String, Result<LoadedHost, CommandFailure>) {
-                do throws(CommandFailure) {
-                    return (entry.name, .success(try await loader.load(entry)))
-                } catch {
-                    return (entry.name, .failure(error))
-                }
+        let results = await toLoad.concurrentMap(limit: concurrentReads) { entry in
+            do throws(CommandFailure) {
+                return Result<LoadedHost, CommandFailure>.success(try await loader.load(entry))
+            } catch {
+                return .failure(error)
             }
-            for _ in 0..<concurrentReads {
-                guard let entry = entries.next() else { break }
-                group.addTask { await load(entry) }
-            }
-            var results: [String: Result<LoadedHost, CommandFailure>] = [:]
-            while let (name, result) = await group.next() {
-                results[name] = result
-                if let entry = entries.next() { group.addTask { await load(entry) } }
-            }
-            return results
         }
+        let loaded = Dictionary(zip(toLoad.map(\.name), results), uniquingKeysWith: { first, _ in first })
         var destinations: [DrainDestination] = []
         var cpu: [String: [String: CheckSubject.CPUComparison]] = [:]
         for entry in wanted {

@@ -151,3 +151,29 @@ extension HostFactsLoader {
         }
     }
 }
+
+extension Collection where Element: Sendable {
+    /// `transform` of every element, at most `limit` at a time, in the elements' order: reading
+    /// many hosts (their agents, libvirt daemons, snapshots) overlaps their waits.
+    func concurrentMap<T: Sendable>(limit: Int, _ transform: @escaping @Sendable (Element) async -> T) async -> [T] {
+        let elements = Array(self)
+        return await withTaskGroup(of: (Int, T).self, returning: [T].self) { group in
+            var next = 0
+            while next < Swift.min(limit, elements.count) {
+                let index = next
+                group.addTask { (index, await transform(elements[index])) }
+                next += 1
+            }
+            var results: [T?] = Array(repeating: nil, count: elements.count)
+            while let (index, result) = await group.next() {
+                results[index] = result
+                if next < elements.count {
+                    let index = next
+                    group.addTask { (index, await transform(elements[index])) }
+                    next += 1
+                }
+            }
+            return results.map { $0! }
+        }
+    }
+}

@@ -12,7 +12,10 @@ enum InventoryAccess {
         return try CoordinatorSettings.current()?.inventory ?? HostInventoryFile.defaultPath
     }
 
-    static func load(path explicit: String?) throws(CommandFailure) -> HostInventoryConfig {
+    /// The inventory, or only the hosts `only` names (see `HostInventoryFile.parse(_:file:hosts:)`).
+    static func load(path explicit: String?, only names: Set<String>? = nil) throws(CommandFailure)
+        -> HostInventoryConfig
+    {
         let path = try self.path(explicit)
         let text: String
         do {
@@ -24,6 +27,7 @@ enum InventoryAccess {
                 exitCode: CommandFailure.usageOrConfiguration)
         }
         do {
+            if let names { return try HostInventoryFile.parse(text, file: path, hosts: names) }
             return try HostInventoryFile.parse(text, file: path)
         } catch {
             throw CommandFailure(error.description, exitCode: CommandFailure.usageOrConfiguration)
@@ -46,8 +50,8 @@ struct InventoryOption: ParsableArguments {
     @Option(name: .customLong("inventory"), help: ArgumentHelp("Inventory file.", valueName: "file"))
     var path: String?
 
-    func load() throws(CommandFailure) -> HostInventoryConfig {
-        try InventoryAccess.load(path: path)
+    func load(only names: Set<String>? = nil) throws(CommandFailure) -> HostInventoryConfig {
+        try InventoryAccess.load(path: path, only: names)
     }
 
     /// A facts loader that takes the inventory's relative paths from the inventory's folder.

@@ -88,7 +88,66 @@ package struct HostInventoryConfig: Sendable, Hashable {
 package enum HostInventoryFile {
     package static let defaultPath = "/etc/vgpu-migrate/hosts.yaml"
 
+    /// Reads only the hosts named in `names` (and the defaults): a command that reaches one or
+    /// two hosts then takes the same time whatever the size of the inventory. The other hosts'
+    /// lines are blanked out before the YAML is read, so line numbers in errors stay the file's.
+    /// An inventory not written as plain block YAML (anchors, flow-style `hosts`, a host named
+    /// in quotes) is read whole.
+    package static func parse(_ text: String, file: String, hosts names: Set<String>) throws(PolicyFileError)
+        -> HostInventoryConfig
+    {
+        guard let reduced = reduced(text, keeping: names) else { return try parse(text, file: file) }
+        // Bandwidth may name hosts that were left out.
+        return try parse(reduced, file: file, peersListed: false)
+    }
+
+    /// `text` with the lines of every host not in `names` made empty; nil when the text is not
+    /// plain enough to cut by lines, or a name is not found (the whole file then says why).
+    static func reduced(_ text: String, keeping names: Set<String>) -> String? {
+        var lines = text.split(separator: "\n", omittingEmptySubsequences: false)
+        // Anchors and aliases could tie one host's lines to another's.
+        if text.contains("&") || text.contains("*") || text.contains("\t") { return nil }
+        func indentation(_ line: Substring) -> Int { line.prefix { $0 == " " }.count }
+        func isContent(_ line: Substring) -> Bool {
+            let trimmed = line.drop { $0 == " " }
+            return !trimmed.isEmpty && !trimmed.hasPrefix("#")
+        }
+        guard let hostsLine = lines.firstIndex(where: { $0.hasPrefix("hosts:") }),
+            lines[hostsLine].drop(while: { $0 != ":" }).dropFirst().allSatisfy({ $0 == " " })
+        else { return nil }
+        // The hosts block: from the line after `hosts:` to the next line at column 0.
+        let end =
+            lines[(hostsLine + 1)...].firstIndex { isContent($0) && indentation($0) == 0 } ?? lines.count
+        guard let first = lines[(hostsLine + 1)..<end].firstIndex(where: isContent) else { return nil }
+        let hostIndent = indentation(lines[first])
+        guard hostIndent > 0 else { return nil }
+        var found: Set<String> = []
+        var keep = false
+        for index in (hostsLine + 1)..<end {
+            let line = lines[index]
+            if isContent(line) && indentation(line) <= hostIndent {
+                guard indentation(line) == hostIndent, let colon = line.firstIndex(of: ":") else { return nil }
+                let name = line[line.index(line.startIndex, offsetBy: hostIndent)..<colon]
+                guard
+                    !name.isEmpty,
+                    name.allSatisfy({ $0.isLetter || $0.isNumber || "-_.".contains($0) }),
+                    line[line.index(after: colon)...].first.map({ $0 == " " }) ?? true
+                else { return nil }
+                keep = names.contains(String(name))
+                if keep { found.insert(String(name)) }
+            }
+            if !keep { lines[index] = "" }
+        }
+        guard found == names else { return nil }
+        return lines.joined(separator: "\n")
+    }
+
     package static func parse(_ text: String, file: String) throws(PolicyFileError) -> HostInventoryConfig {
+        try parse(text, file: file, peersListed: true)
+    }
+
+    /// `peersListed`: every host a bandwidth entry names must be in the text.
+    static func parse(_ text: String, file: String, peersListed: Bool) throws(PolicyFileError) -> HostInventoryConfig {
         let document = try PolicyYAML.parse(text, file: file)
         _ = try document.mapping(allowedKeys: ["hosts", "defaults"], what: "the inventory")
         var defaultBandwidth: Double?
@@ -152,7 +211,7 @@ package enum HostInventoryFile {
         let inventory = HostInventoryConfig(
             hosts: hosts, defaultBandwidthMiBPerSecond: defaultBandwidth, defaultMaxOutboundMigrations: defaultOutbound,
             defaultMaxInboundMigrations: defaultInbound)
-        for host in hosts {
+        for host in hosts where peersListed {
             for peer in host.bandwidthMiBPerSecond.keys where inventory.host(named: peer) == nil {
                 throw document.error(
                     "host '\(host.name)' names bandwidth to '\(peer)', which the inventory does not list")
