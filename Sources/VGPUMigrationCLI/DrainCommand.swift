@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import Logging
+import Synchronization
 import VGPUCommandSupport
 import VGPUMigrationCore
 import VGPUMigrationEngine
@@ -204,17 +205,17 @@ struct DrainCommand: AsyncParsableCommand {
             historyPatience: historyPatience)
         let host = drain.host
         let destinations = destinationNames
-        let json = self.json
+        let view = DrainProgressView(display: ProgressDisplay(json: json, quiet: json))
         let run = DrainRun(
             store: store, limits: context.inventory.drainLimits(parallel: parallel),
             migrate: { placement, began in
                 let events = MigrationEventSink { event in
                     switch event {
                     case .began(let id, _, _, _, _): began(id)
-                    case .notice(_, let text), .hostUnreachable(_, let text):
-                        if !json { Self.say("  \(placement.vm): \(text)") }
+                    case .progress(_, let sample, _): view.sent(placement.vm, sample)
+                    case .hostUnreachable(_, let text): view.line("  \(placement.vm): \(text)")
                     case .historyStoreUnavailable(_, let message, _):
-                        if !json { Self.say("  \(placement.vm): the history store failed: \(message)") }
+                        view.line("  \(placement.vm): the history store failed: \(message)")
                     default: break
                     }
                 }
@@ -239,8 +240,9 @@ struct DrainCommand: AsyncParsableCommand {
                 problem.destinations = problem.destinations.filter { !excluding.contains($0.name) }
                 return DrainPlanner.plan(problem).placement(of: vm)
             },
-            events: { event in if !json { Self.say(DrainEventText.line(event)) } },
+            events: { event in view.show(event) },
             pauseAfterMoves: ProcessInfo.processInfo.environment[Self.pauseVariable].flatMap(Int.init))
+        defer { view.settle() }
         do {
             return try await run.run(drain, placements: placements, resumed: resumed)
         } catch {
@@ -258,6 +260,69 @@ struct DrainCommand: AsyncParsableCommand {
     func finish(_ drain: DrainRecord) throws {
         Self.say(json ? try HistoryText.json(drain) : DrainEventText.summary(drain))
         if drain.state != .completed { throw ExitCode(CommandFailure.failed) }
+    }
+}
+
+/// A drain as it runs: each event a line; on a terminal also one line redrawn in place with the
+/// moves done, running (each with how much of it is sent) and left.
+final class DrainProgressView: Sendable {
+    private let display: ProgressDisplay
+    private let state = Mutex((done: 0, left: 0, running: [String: Int](), order: [String]()))
+
+    init(display: ProgressDisplay) {
+        self.display = display
+    }
+
+    func line(_ text: String) {
+        display.line(text)
+    }
+
+    /// The redrawn line taken away (at the drain's end).
+    func settle() {
+        display.settle()
+    }
+
+    func show(_ event: DrainEvent) {
+        switch event {
+        case .progress(let done, _, let left):
+            state.withLock { state in
+                state.done = done
+                state.left = left
+            }
+            if display.isInteractive { redraw() } else { display.line(DrainEventText.line(event)) }
+        case .moveStarted(let vm, _, _):
+            state.withLock { state in
+                state.running[vm] = 0
+                state.order.append(vm)
+            }
+            display.line(DrainEventText.line(event))
+        case .moveEnded(let vm, _, _, _, _, _, _):
+            state.withLock { state in
+                state.running[vm] = nil
+                state.order.removeAll { $0 == vm }
+            }
+            display.line(DrainEventText.line(event))
+        default:
+            display.line(DrainEventText.line(event))
+        }
+    }
+
+    /// A migration's sample: on a terminal, how much of the VM is sent.
+    func sent(_ vm: String, _ sample: JobSample) {
+        guard display.isInteractive else { return }
+        let total = sample.dataTotalBytes ?? 0
+        let percent = total > 0 ? min(100, Int(Double(sample.dataProcessedBytes ?? 0) / Double(total) * 100)) : 0
+        state.withLock { $0.running[vm] = percent }
+        redraw()
+    }
+
+    private func redraw() {
+        let text = state.withLock { state in
+            let running = state.order.map { "\($0) \(state.running[$0] ?? 0)%" }.joined(separator: ", ")
+            return "drain: \(state.done) done, \(state.order.count) running"
+                + (running.isEmpty ? "" : " (\(running))") + ", \(state.left) left"
+        }
+        display.progress(text)
     }
 }
 

@@ -35,6 +35,16 @@ final class ProgressDisplay: @unchecked Sendable {
         write(text + "\n")
     }
 
+    /// Takes the redrawn line away, so that what is written next starts a line of its own.
+    func settle() {
+        lock.lock()
+        defer { lock.unlock() }
+        if showing {
+            write("\r\u{1B}[K")
+            showing = false
+        }
+    }
+
     /// The job's progress: redrawn in place on a terminal, a log line otherwise.
     func progress(_ text: String) {
         if quiet { return }

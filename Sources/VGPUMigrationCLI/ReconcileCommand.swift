@@ -96,6 +96,13 @@ struct ReconcileCommand: AsyncParsableCommand {
         } else if settled.isEmpty {
             print("Nothing to reconcile.")
         }
+        // A drain whose coordinator stopped has the rest of its plan to run: reconcile settles
+        // its migrations, `drain --resume` goes on with it.
+        for drain in (try? await store.drains(limit: 100)) ?? [] where drain.state == .running {
+            CommandRunner.writeStandardError(
+                "note: drain \(drain.id) of \(drain.host) has not ended: if its coordinator stopped, "
+                    + "'vgpu-migrate drain --resume \(drain.id)' goes on with it")
+        }
         let unsettled = settled.filter { !$0.state.isTerminal }.map(\.id)
         if !unsettled.isEmpty {
             throw CommandFailure(

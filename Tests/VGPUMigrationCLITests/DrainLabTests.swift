@@ -115,6 +115,10 @@ struct DrainLabTests {
         #expect(before.state == .running)
         #expect(before.moves.filter { $0.state == .moved }.count == 2)
 
+        // reconcile points at the drain; --resume goes on with it.
+        let reconcile = try ProductRunner.run("vgpu-migrate", ["reconcile", "--stale-after", "0"] + common)
+        #expect(reconcile.status == 0, "\(reconcile.standardOutput)\(reconcile.standardError)")
+        #expect(reconcile.standardError.contains("drain --resume \(id)"), "\(reconcile.standardError)")
         let resumed = try ProductRunner.run("vgpu-migrate", ["drain", "--resume", String(id.prefix(8))] + common)
         #expect(resumed.status == 0, "\(resumed.standardOutput)\(resumed.standardError)")
         #expect(resumed.standardOutput.contains("taken up again: 2 moves to run"), "\(resumed.standardOutput)")
