@@ -122,9 +122,21 @@ struct CheckCommand: AsyncParsableCommand {
         } else {
             destinationHost = try await loader.load(try inventoryHost(destination!, in: inventory!))
         }
-        let report = await check(
+        var report = await check(
             domain: domain, state: state, source: sourceHost, destination: destinationHost,
             bandwidth: inventory?.bandwidth(from: sourceHost.name, to: destinationHost.name), policy: policy)
+        // A cordoned destination (host maintenance) takes no migration: `migrate` refuses it.
+        if destinationFacts == nil,
+            let cordon = await database.cordons(otherwise: "the destination's cordon is not checked").first(where: {
+                $0.host == destinationHost.name
+            })
+        {
+            report.findings.append(
+                CompatibilityFinding(
+                    "host.cordoned", .fail, "\(destinationHost.name) is cordoned (\(CordonText.reason(cordon)))",
+                    remedy: "'vgpu-migrate uncordon \(destinationHost.name)' once its maintenance is over, or choose "
+                        + "another destination (--to auto)"))
+        }
         if json {
             print(try encode(report))
         } else {

@@ -71,6 +71,8 @@ struct UncordonCommand: AsyncParsableCommand {
 
     @Argument(help: "The host (inventory name).") var host: String
     @OptionGroup var database: DatabaseOption
+    @Flag(name: .customLong("json"), help: "Print the lifted cordon as JSON (null when there was none).")
+    var json = false
 
     func run() async throws {
         let store = try await database.open()
@@ -80,7 +82,9 @@ struct UncordonCommand: AsyncParsableCommand {
         } catch {
             throw CommandFailure("cannot uncordon \(host): \(error)")
         }
-        if let lifted {
+        if json {
+            print(try lifted.map { try HistoryText.json($0) } ?? "null")
+        } else if let lifted {
             print("uncordoned \(host) (\(CordonText.line(lifted)))")
         } else {
             print("\(host) was not cordoned")

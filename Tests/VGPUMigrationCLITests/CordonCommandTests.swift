@@ -110,4 +110,29 @@ struct CordonCommandTests {
             try JSONDecoder().decode(DestinationRanking.self, from: Data(again.standardOutput.utf8)).best?.host
                 == "t4-b")
     }
+
+    @Test("check to a cordoned host fails with host.cordoned; uncordon --json prints the cordon it lifted")
+    func checkAndUncordonJSON() async throws {
+        let directory = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let common = try setting(directory)
+        let check = [
+            "check", "vm-t4", "--from", "t4-a", "--to", "t4-b", "--domain-xml", domainXML("vm-t4"), "--policies",
+            TestData.policies.path, "--json",
+        ]
+        let before = try ProductRunner.run("vgpu-migrate", check + common)
+        #expect(!before.standardOutput.contains("host.cordoned"), "\(before.standardOutput)")
+        _ = try ProductRunner.run("vgpu-migrate", ["cordon", "t4-b", "--reason", "fan"] + common)
+        let cordoned = try ProductRunner.run("vgpu-migrate", check + common)
+        #expect(cordoned.status == 1, "\(cordoned.standardError)")
+        let report = try decodedJSON(CompatibilityReport.self, from: cordoned.standardOutput)
+        let finding = try #require(report.findings.first { $0.check == "host.cordoned" })
+        #expect(finding.severity == .fail && finding.message.hasPrefix("t4-b is cordoned (fan, by "))
+        let lifted = try ProductRunner.run("vgpu-migrate", ["uncordon", "t4-b", "--json"] + common.suffix(2))
+        #expect(try decodedJSON(HostCordon.self, from: lifted.standardOutput).reason == "fan")
+        let none = try ProductRunner.run("vgpu-migrate", ["uncordon", "t4-b", "--json"] + common.suffix(2))
+        #expect(none.status == 0 && none.standardOutput == "null\n")
+        let after = try ProductRunner.run("vgpu-migrate", check + common)
+        #expect(!after.standardOutput.contains("host.cordoned"))
+    }
 }
