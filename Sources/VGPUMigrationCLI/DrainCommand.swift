@@ -15,18 +15,21 @@ struct DrainCommand: AsyncParsableCommand {
         abstract:
             "Empty a host: plan a destination for every running VM at once, with capacity booked across the plan.",
         discussion: """
-            Every running VM of HOST (listed through its libvirt) gets a destination, decided for all of them \
-            together: each move passes every rule of 'check' against the destination as the moves planned \
-            before it leave it, so two VMs never aim at one free vGPU slot and a VM never takes an empty GPU \
-            that another vGPU size needed. VMs that cannot be placed are listed with the reasons before \
-            anything moves. Destinations are --to's hosts, or every other inventory host (--to auto), without \
-            the cordoned ones.
+            Cordons HOST, plans a destination for every running VM of it (listed through its libvirt) \
+            together, records the drain in the history and runs the moves, each a normal recorded migration. \
+            Each move passes every rule of 'check' against the destination as the moves planned before it \
+            leave it, so two VMs never aim at one free vGPU slot and a VM never takes an empty GPU that \
+            another vGPU size needed; VMs that cannot be placed are named with the reasons. Destinations are \
+            --to's hosts, or every other inventory host (--to auto), without the cordoned ones. At most \
+            --parallel moves run at once, and per host max_outbound_migrations and max_inbound_migrations \
+            of the inventory (default 2 each, as KubeVirt's). A VM whose migration fails and stays on the \
+            host is tried once more on its next-best destination. The host stays cordoned at the end.
 
             --dry-run prints the plan (each VM's destination and GPU, the estimated downtime and time, and \
-            the expected drain time under --parallel and the per-host limits) and changes nothing. \
-            Per-host limits come from the inventory (max_outbound_migrations, max_inbound_migrations; \
-            default 2 each, as KubeVirt's). Exit codes: 0 every VM has a destination, 1 some cannot be moved \
-            (named), 2 usage or configuration error, 3 the host could not be reached.
+            the expected drain time) and changes nothing. --resume ID takes up a drain whose coordinator \
+            stopped: its unfinished migrations are settled, the VMs still on the host planned again and \
+            moved. Exit codes: 0 every VM left the host (with --dry-run: every VM has a destination), 1 some \
+            stay (named), 2 usage or configuration error, 3 the host could not be reached.
             """
     )
 
