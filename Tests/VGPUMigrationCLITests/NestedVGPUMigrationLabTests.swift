@@ -509,4 +509,43 @@ struct NestedVGPUMigrationLabTests {
         #expect(try lab.mdevs(on: "src").isEmpty)
         _ = try lab.coordinator(["uncordon", "src"], environment: coordinator.environment)
     }
+
+    @Test(
+        "dst has room for one dual-port device: each guest's check passes alone; the drain moves one and names the other"
+    )
+    func drainAvoidsDoubleBooking() async throws {
+        let lab = try #require(NestedLab.current)
+        let directory = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        defer { lab.reset() }
+        let coordinator = Coordinator(lab: lab, directory: directory)
+        _ = try lab.startGuest("nested-scarce-1")
+        let second = try lab.startGuest("nested-scarce-2")
+        // dst's mtty has 24 ports: 11 dual-port devices made by hand leave room for one more.
+        let types = "/sys/class/mdev_bus/mtty/mdev_supported_types"
+        for _ in 0..<11 {
+            let made = try lab.run("dst", "echo \(UUID().uuidString.lowercased()) > \(types)/mtty-2/create")
+            #expect(made.status == 0, "\(made.standardError)")
+        }
+        #expect(try lab.run("dst", "cat \(types)/mtty-2/available_instances").standardOutput == "1\n")
+        // One at a time, each guest's check finds room on dst.
+        for vm in ["nested-scarce-1", "nested-scarce-2"] {
+            let check = try coordinator.check(vm)
+            #expect(check.status == 0, "\(vm): \(check.standardOutput)\(check.standardError)")
+        }
+        let drained = try lab.coordinator(
+            ["drain", "src", "--to", "dst", "--json", "--policies", coordinator.policies] + coordinator.inventory,
+            environment: coordinator.environment)
+        #expect(drained.status == 1, "\(drained.standardOutput)\(drained.standardError)")
+        let drain = try decodedJSON(DrainRecord.self, from: drained.standardOutput)
+        #expect(drain.state == .incomplete)
+        #expect(drain.move(of: "nested-scarce-1")?.state == .moved)
+        let left = try #require(drain.move(of: "nested-scarce-2"))
+        #expect(left.state == .unplaced && left.migrations.isEmpty)
+        #expect(left.reason?.contains("vgpu.capacity") == true, "\(left.reason ?? "")")
+        #expect(try lab.runningDomains(on: "dst") == ["nested-scarce-1"])
+        #expect(try lab.runningDomains(on: "src") == ["nested-scarce-2"])
+        #expect(try lab.mdevs(on: "src") == [second])
+        #expect(try lab.run("dst", "cat \(types)/mtty-2/available_instances").standardOutput == "0\n")
+    }
 }
