@@ -71,20 +71,22 @@ package struct DrainRun: Sendable {
     package func run(_ drain: DrainRecord, placements: [DrainPlan.Placement], resumed: Bool = false)
         async throws(MigrationEngineError) -> DrainRecord
     {
-        let ledger = DrainLedger(drain, store: store, events: events)
+        // The moves to run, written once before anything starts.
+        var start = drain
         for placement in placements {
-            ledger.update(placement.vm, at: clock.now) { move in
+            start.changeMove(of: placement.vm, at: clock.now) { move in
                 move.destination = placement.destination
                 move.state = .pending
             }
         }
         do {
-            try await store.saveDrain(ledger.snapshot)
+            try await store.saveDrain(start)
         } catch {
             throw MigrationEngineError(
                 .historyStore, "cannot record the drain: \(error)",
                 remedy: "nothing was moved; check the history store (--database) and try again", cause: error)
         }
+        let ledger = DrainLedger(start, store: store, events: events)
         events(.began(drain: drain.id, host: drain.host, moves: placements.count, resumed: resumed))
         var pending = placements
         var running: [String: DrainPlan.Placement] = [:]
@@ -116,7 +118,6 @@ package struct DrainRun: Sendable {
                         return (placement, outcome)
                     }
                 }
-                ledger.saveInBackground()
             }
             startMore(in: &group)
             events(.progress(done: 0, running: running.count, left: pending.count))
@@ -215,9 +216,7 @@ final class DrainLedger: Sendable {
 
     func update(_ vm: String, at time: Date, _ change: (inout DrainRecord.Move) -> Void) {
         state.withLock { state in
-            var move = state.record.move(of: vm) ?? DrainRecord.Move(vm: vm, destination: nil, state: .pending)
-            change(&move)
-            state.record.update(move, at: time)
+            state.record.changeMove(of: vm, at: time, change)
             state.version += 1
         }
         saveInBackground()
@@ -230,7 +229,7 @@ final class DrainLedger: Sendable {
         }
     }
 
-    func saveInBackground() {
+    private func saveInBackground() {
         let (record, version) = state.withLock { ($0.record, $0.version) }
         Task { await writer.save(record, version: version) }
     }

@@ -93,6 +93,13 @@ package struct DrainRecord: Sendable, Hashable, Codable {
         updatedAt = time
     }
 
+    /// Changes the move of `vm`, starting from a pending one when the drain had none.
+    package mutating func changeMove(of vm: String, at time: Date, _ change: (inout Move) -> Void) {
+        var move = self.move(of: vm) ?? Move(vm: vm, destination: nil, state: .pending)
+        change(&move)
+        update(move, at: time)
+    }
+
     /// Ends the drain: completed when every move moved, else incomplete.
     package mutating func end(at time: Date) {
         state = moves.allSatisfy { $0.state == .moved } ? .completed : .incomplete
