@@ -163,7 +163,8 @@ struct DrainCommand: AsyncParsableCommand {
             guard !onHost.contains(move.vm) else { continue }
             // Gone from the host: moved when its last migration completed.
             var settled = move
-            let last = try? await move.migrations.last.asyncMap { try await store.record(id: $0) } ?? nil
+            var last: MigrationRecord?
+            if let id = move.migrations.last { last = try? await store.record(id: id) }
             if last?.state == .completed {
                 settled.state = .moved
                 settled.destination = last?.destination ?? move.destination
@@ -270,7 +271,8 @@ struct DrainCommand: AsyncParsableCommand {
 /// moves done, running (each with how much of it is sent) and left.
 final class DrainProgressView: Sendable {
     private let display: ProgressDisplay
-    private let state = Mutex((done: 0, left: 0, running: [String: Int](), order: [String]()))
+    /// Moves done and left, and the running ones in the order they started, with % sent.
+    private let state = Mutex((done: 0, left: 0, running: [(vm: String, percent: Int)]()))
 
     init(display: ProgressDisplay) {
         self.display = display
@@ -294,16 +296,10 @@ final class DrainProgressView: Sendable {
             }
             if display.isInteractive { redraw() } else { display.line(DrainEventText.line(event)) }
         case .moveStarted(let vm, _, _):
-            state.withLock { state in
-                state.running[vm] = 0
-                state.order.append(vm)
-            }
+            state.withLock { $0.running.append((vm, 0)) }
             display.line(DrainEventText.line(event))
         case .moveEnded(let vm, _, _, _, _, _, _):
-            state.withLock { state in
-                state.running[vm] = nil
-                state.order.removeAll { $0 == vm }
-            }
+            state.withLock { $0.running.removeAll { $0.vm == vm } }
             display.line(DrainEventText.line(event))
         default:
             display.line(DrainEventText.line(event))
@@ -313,16 +309,17 @@ final class DrainProgressView: Sendable {
     /// A migration's sample: on a terminal, how much of the VM is sent.
     func sent(_ vm: String, _ sample: JobSample) {
         guard display.isInteractive else { return }
-        let total = sample.dataTotalBytes ?? 0
-        let percent = total > 0 ? min(100, Int(Double(sample.dataProcessedBytes ?? 0) / Double(total) * 100)) : 0
-        state.withLock { $0.running[vm] = percent }
+        let percent = MigrationEventText.percentSent(sample)
+        state.withLock { state in
+            if let index = state.running.firstIndex(where: { $0.vm == vm }) { state.running[index].percent = percent }
+        }
         redraw()
     }
 
     private func redraw() {
         let text = state.withLock { state in
-            let running = state.order.map { "\($0) \(state.running[$0] ?? 0)%" }.joined(separator: ", ")
-            return "drain: \(state.done) done, \(state.order.count) running"
+            let running = state.running.map { "\($0.vm) \($0.percent)%" }.joined(separator: ", ")
+            return "drain: \(state.done) done, \(state.running.count) running"
                 + (running.isEmpty ? "" : " (\(running))") + ", \(state.left) left"
         }
         display.progress(text)
@@ -348,13 +345,6 @@ struct DrainContext: Sendable {
     func gather(host: String, destinations: [String]?) async throws(CommandFailure) -> DrainFacts {
         try await DrainFacts.gather(
             host: host, destinations: destinations, inventory: inventory, loader: loader, cordons: cordons)
-    }
-}
-
-extension Optional {
-    fileprivate func asyncMap<T>(_ transform: (Wrapped) async throws -> T) async rethrows -> T? {
-        guard let self else { return nil }
-        return try await transform(self)
     }
 }
 

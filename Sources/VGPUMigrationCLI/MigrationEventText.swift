@@ -55,11 +55,15 @@ enum MigrationEventText {
         }
     }
 
+    /// How much of the job's data is sent, 0 to 100.
+    static func percentSent(_ sample: JobSample) -> Int {
+        let total = sample.dataTotalBytes ?? 0
+        return total > 0 ? min(100, Int(Double(sample.dataProcessedBytes ?? 0) / Double(total) * 100)) : 0
+    }
+
     /// One progress line: phase, transferred, remaining, rate, dirty rate, iteration, limit, elapsed.
     static func progressLine(_ sample: JobSample, limit: Int) -> String {
-        let total = sample.dataTotalBytes ?? 0
-        let processed = sample.dataProcessedBytes ?? 0
-        let percent = total > 0 ? min(100, Int(Double(processed) / Double(total) * 100)) : 0
+        let percent = percentSent(sample)
         let iteration = sample.iteration ?? 0
         let phase = iteration <= 1 ? "first pass" : "pass \(iteration)"
         let dirty = sample.dirtyBytesPerSecond.map { "\($0 >> 20) MiB/s" } ?? "-"
