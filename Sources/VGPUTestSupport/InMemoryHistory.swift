@@ -40,12 +40,7 @@ package final class InMemoryHistoryStore: HistoryStore {
     }
 
     package func record(id: String) async throws(HistoryStoreError) -> MigrationRecord? {
-        try records.withLock { (records) throws(HistoryStoreError) in
-            if let exact = records[id] { return exact }
-            let matches = records.values.filter { $0.id.hasPrefix(id) }.sorted { $0.id < $1.id }
-            if matches.count > 1 { throw .ambiguous(id, Array(matches.prefix(2).map(\.id))) }
-            return matches.first
-        }
+        try records.withLock { (records) throws(HistoryStoreError) in try Self.find(id, in: records) }
     }
 
     package func list(_ filter: HistoryFilter) async throws(HistoryStoreError) -> [MigrationSummary] {
@@ -88,12 +83,15 @@ package final class InMemoryHistoryStore: HistoryStore {
     }
 
     package func drain(id: String) async throws(HistoryStoreError) -> DrainRecord? {
-        try drainRecords.withLock { (drains) throws(HistoryStoreError) in
-            if let exact = drains[id] { return exact }
-            let matches = drains.values.filter { $0.id.hasPrefix(id) }.sorted { $0.id < $1.id }
-            if matches.count > 1 { throw .ambiguous(id, Array(matches.prefix(2).map(\.id))) }
-            return matches.first
-        }
+        try drainRecords.withLock { (drains) throws(HistoryStoreError) in try Self.find(id, in: drains) }
+    }
+
+    /// The value with key `id`, or the only one whose key starts with it, as the stores look ids up.
+    private static func find<Value>(_ id: String, in values: [String: Value]) throws(HistoryStoreError) -> Value? {
+        if let exact = values[id] { return exact }
+        let matches = values.filter { $0.key.hasPrefix(id) }.sorted { $0.key < $1.key }
+        if matches.count > 1 { throw .ambiguous(id, Array(matches.prefix(2).map(\.key))) }
+        return matches.first?.value
     }
 
     package func drains(limit: Int) async throws(HistoryStoreError) -> [DrainRecord] {
