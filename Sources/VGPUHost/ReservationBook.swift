@@ -124,7 +124,7 @@ package actor ReservationBook {
         }
         let planned: [ReservedDevice]
         do {
-            planned = try allocator.plan(typeID: request.typeID, count: request.count)
+            planned = try allocator.plan(typeID: request.typeID, count: request.count, prefer: request.prefer)
         } catch {
             switch error {
             case .unknownType: throw .badRequest(error.description)

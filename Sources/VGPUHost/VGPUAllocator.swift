@@ -27,7 +27,14 @@ package struct VGPUAllocator: Sendable {
     }
 
     /// Picks where `count` vGPUs of `typeID` go, with fresh mdev UUIDs; creates nothing.
-    package func plan(typeID: String, count: Int) throws(AllocationError) -> [ReservedDevice] {
+    ///
+    /// Devices in `prefer` (GPUs, mdev parents or VFs, in that order) are used first while they
+    /// can take the type; the rest follow the usual choice. A preference never overrides a
+    /// limit: a preferred GPU that carries another size, is full, or is at `max_instances` is
+    /// passed over like any other.
+    package func plan(typeID: String, count: Int, prefer: [DeviceAddress] = []) throws(AllocationError)
+        -> [ReservedDevice]
+    {
         let host: HostInventory
         do {
             host = try inventory()
@@ -36,7 +43,16 @@ package struct VGPUAllocator: Sendable {
         }
         let offering = host.gpus.filter { $0.capacity(ofType: typeID) != nil }
         guard !offering.isEmpty else { throw .unknownType(typeID) }
+        // A GPU's place in `prefer`: its own address, or the first of its functions named there.
+        let preferred = Dictionary(prefer.enumerated().map { ($1, $0) }, uniquingKeysWith: min)
+        func preference(_ gpu: PhysicalGPU) -> Int {
+            let own = preferred[gpu.address] ?? Int.max
+            return gpu.functions.reduce(own) { min($0, preferred[$1.address] ?? Int.max) }
+        }
         let ranked = offering.sorted { a, b in
+            let preferenceA = preference(a)
+            let preferenceB = preference(b)
+            if preferenceA != preferenceB { return preferenceA < preferenceB }
             let usedA = a.capacity(ofType: typeID)!.used
             let usedB = b.capacity(ofType: typeID)!.used
             if (usedA > 0) != (usedB > 0) { return usedA > 0 }
@@ -49,16 +65,20 @@ package struct VGPUAllocator: Sendable {
             var free = capacity.free
             if let limit = maxInstances[typeID] { free = min(free, max(0, limit - capacity.used)) }
             var takenFunctions = Set<DeviceAddress>()
+            // Preferred functions first, in the order asked; then the others as the GPU lists them.
+            let functions =
+                prefer.compactMap { address in gpu.functions.first { $0.address == address } }
+                + gpu.functions.filter { preferred[$0.address] == nil }
             while free > 0 && planned.count < count {
                 let function: VGPUFunction?
                 if gpu.sriov || gpu.interface == .vendorVFIO {
-                    function = gpu.functions.first { candidate in
+                    function = functions.first { candidate in
                         !takenFunctions.contains(candidate.address) && candidate.currentVGPUTypeID == nil
                             && !gpu.vgpus.contains { $0.function == candidate.address }
                             && candidate.offers.contains { $0.typeID == typeID && $0.availableInstances > 0 }
                     }
                 } else {
-                    function = gpu.functions.first { $0.offers.contains { $0.typeID == typeID } }
+                    function = functions.first { $0.offers.contains { $0.typeID == typeID } }
                 }
                 guard let function else { break }
                 takenFunctions.insert(function.address)

@@ -60,6 +60,22 @@ struct AgentReservationTests {
         #expect(vfs.allSatisfy { agent.vendorType($0) == "0" })
     }
 
+    @Test("a request that prefers a GPU gets its vGPU there; the preference is kept with the reservation")
+    func preferredGPU() async throws {
+        let agent = try AgentUnderTest(fixture: "t4-dual")
+        let client = agent.client()
+        let busy = DeviceAddress("0000:3b:00.0")!
+        // Without a preference the agent puts T4-4C on the empty GPU, which then carries the type.
+        #expect(try await client.reserve(request("nvidia-319")).devices.map(\.gpu.description) == ["0000:5e:00.0"])
+        // Left to itself it would put the next one there too; asked, it uses the other GPU.
+        var asked = request("nvidia-319")
+        asked.prefer = [busy]
+        let reservation = try await client.reserve(asked)
+        #expect(reservation.devices.map(\.gpu) == [busy])
+        #expect(reservation.devices.allSatisfy { agent.mdevExists($0.id) })
+        #expect(try await client.reservations().first { $0.id == reservation.id }?.request.prefer == [busy])
+    }
+
     @Test("an idempotent retry returns the same reservation and creates nothing more")
     func idempotentRetry() async throws {
         let agent = try AgentUnderTest(fixture: "t4-b")

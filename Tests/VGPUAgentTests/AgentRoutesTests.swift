@@ -88,7 +88,9 @@ struct AgentRoutesTests {
         }
     }
 
-    @Test("each refusal has its status and code: 400, 401, 403, 404, 409 no_capacity, 413")
+    @Test(
+        "each refusal has its status and code: 400 (a device to prefer that is no device among them), 401, 403, 404, 409 no_capacity, 413"
+    )
     func refusals() async throws {
         let host = try Host(maxInstances: ["nvidia-232": 1])
         try await host.application.test(.router) { client in
@@ -106,6 +108,14 @@ struct AgentRoutesTests {
                 ("/v1/reservations/\(unknown)/commit", .post, Self.headers(operatorToken), nil, .notFound, "not_found"),
                 ("/v1/no-such-route", .get, Self.headers(readerToken), nil, .notFound, "not_found"),
                 ("/v1/reservations", .post, Self.headers(operatorToken), Self.body(count: 2), .conflict, "no_capacity"),
+                (
+                    "/v1/reservations", .post, Self.headers(operatorToken),
+                    ByteBuffer(
+                        string: """
+                            {"type_id": "nvidia-232", "count": 1, "owner": "m-1", "lease_seconds": 600, \
+                            "idempotency_key": "m-2/reserve", "prefer": ["../../power"]}
+                            """), .badRequest, "bad_request"
+                ),
                 (
                     "/v1/reservations", .post, Self.headers(operatorToken),
                     ByteBuffer(string: String(repeating: " ", count: 5000)), .contentTooLarge, "payload_too_large"

@@ -13,13 +13,21 @@ package struct ReservationRequest: Sendable, Hashable, Codable {
     package var leaseSeconds: Int
     /// Retrying a request with the same key returns the same reservation.
     package var idempotencyKey: String
+    /// Devices to use first, GPUs (or mdev parents) or their VFs: where a drain's plan booked
+    /// the vGPUs. The agent takes them when they can still hold the type and otherwise chooses
+    /// as it always does; empty leaves the choice to the agent.
+    package var prefer: [DeviceAddress]
 
-    package init(typeID: String, count: Int, owner: String, leaseSeconds: Int, idempotencyKey: String) {
+    package init(
+        typeID: String, count: Int, owner: String, leaseSeconds: Int, idempotencyKey: String,
+        prefer: [DeviceAddress] = []
+    ) {
         self.typeID = typeID
         self.count = count
         self.owner = owner
         self.leaseSeconds = leaseSeconds
         self.idempotencyKey = idempotencyKey
+        self.prefer = prefer
     }
 
     enum CodingKeys: String, CodingKey {
@@ -27,6 +35,28 @@ package struct ReservationRequest: Sendable, Hashable, Codable {
         case count, owner
         case leaseSeconds = "lease_seconds"
         case idempotencyKey = "idempotency_key"
+        case prefer
+    }
+
+    package init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        typeID = try container.decode(String.self, forKey: .typeID)
+        count = try container.decode(Int.self, forKey: .count)
+        owner = try container.decode(String.self, forKey: .owner)
+        leaseSeconds = try container.decode(Int.self, forKey: .leaseSeconds)
+        idempotencyKey = try container.decode(String.self, forKey: .idempotencyKey)
+        prefer = try container.decodeIfPresent([DeviceAddress].self, forKey: .prefer) ?? []
+    }
+
+    /// `prefer` is written only when it names devices, so a request without one reads as before.
+    package func encode(to encoder: any Encoder) throws {
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        try container.encode(typeID, forKey: .typeID)
+        try container.encode(count, forKey: .count)
+        try container.encode(owner, forKey: .owner)
+        try container.encode(leaseSeconds, forKey: .leaseSeconds)
+        try container.encode(idempotencyKey, forKey: .idempotencyKey)
+        if !prefer.isEmpty { try container.encode(prefer, forKey: .prefer) }
     }
 
     /// Why the request cannot be taken, or nil. Checked before anything touches sysfs.
@@ -42,6 +72,7 @@ package struct ReservationRequest: Sendable, Hashable, Codable {
         {
             return "idempotency_key must be 1 to 128 printable characters without spaces"
         }
+        if prefer.count > 64 { return "prefer names at most 64 devices" }
         return nil
     }
 }
