@@ -226,7 +226,8 @@ struct DrainCommand: AsyncParsableCommand {
                 do {
                     return .ran(
                         try await migration.run(
-                            vm: placement.vm, from: placement.source, to: placement.destination, events: events))
+                            vm: placement.vm, from: placement.source, to: placement.destination, events: events,
+                            prefer: placement.vgpus.map(\.function)))
                 } catch let failure as CommandFailure {
                     return .didNotBegin(
                         MigrationEngineError(

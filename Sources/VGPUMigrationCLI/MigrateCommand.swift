@@ -99,7 +99,7 @@ struct InventoryMigration: Sendable {
 
     func run(
         vm: String, from source: String, to destination: String, events: MigrationEventSink,
-        abort: AbortRequest? = nil, pauseAt: String? = nil
+        abort: AbortRequest? = nil, pauseAt: String? = nil, prefer: [DeviceAddress] = []
     ) async throws -> MigrationRecord {
         let (policy, file) = try policies.load(policyName)
         let directory = file.deletingLastPathComponent()
@@ -139,7 +139,7 @@ struct InventoryMigration: Sendable {
             ? nil : try loader.agentClient(destinationHost, label: "host \(destination)")
         let sourceAgent =
             sourceHost.agentURL == nil ? nil : try loader.agentClient(sourceHost, label: "host \(source)")
-        let run = MigrationRun(
+        var run = MigrationRun(
             store: store, journal: journal,
             source: MigrationHost(
                 name: sourceFacts.name, facts: sourceFacts.facts, hypervisor: sourceFacts.connection,
@@ -151,6 +151,7 @@ struct InventoryMigration: Sendable {
             policy: policy, vm: vm, bandwidthMiBPerSecond: inventory.bandwidth(from: source, to: destination),
             forcedChecks: forcedChecks, events: events, abort: abort, pauseAt: pauseAt,
             historyPatience: .milliseconds(Int64(historyPatience * 1000)), logger: logger)
+        run.preferredDevices = prefer
         do {
             return try await run.run()
         } catch {

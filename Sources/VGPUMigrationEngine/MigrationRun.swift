@@ -22,6 +22,9 @@ package struct MigrationRun: Sendable {
     package var policy: MigrationPolicy
     package var vm: String
     package var bandwidthMiBPerSecond: Double?
+    /// Destination devices to reserve the vGPUs on first (a drain plan's GPUs or VFs); the
+    /// agent chooses when they cannot take them. Empty leaves the choice to the agent.
+    package var preferredDevices: [DeviceAddress] = []
     /// Failing checks the operator accepts (`--force`).
     package var forcedChecks: Set<String>
     /// Where the steps and the job's progress go.
@@ -57,6 +60,18 @@ package struct MigrationRun: Sendable {
         self.historyPatience = historyPatience
         self.clock = clock
         self.logger = logger
+    }
+
+    /// Says which reserved devices are on none of the preferred ones (the agent found them
+    /// taken, as when another coordinator reserved there since the plan), or nil when all are.
+    package static func outsidePreference(_ devices: [ReservedDevice], _ prefer: [DeviceAddress]) -> String? {
+        guard !prefer.isEmpty else { return nil }
+        let wanted = Set(prefer)
+        let elsewhere = devices.filter { !wanted.contains($0.function) && !wanted.contains($0.gpu) }
+        guard !elsewhere.isEmpty else { return nil }
+        let places = elsewhere.map { $0.function == $0.gpu ? $0.gpu.description : $0.function.description }
+        return "on \(places.joined(separator: ", ")), not the planned "
+            + prefer.map(\.description).joined(separator: ", ")
     }
 
     /// Runs the migration to its end and returns its record. Throws only when the migration
@@ -183,6 +198,7 @@ private struct Steps {
         let vgpus = domain.vgpus(on: source.facts)
         var destinationXML = try await guest.xml(migratable: true)
         var reservedCount = 0
+        var reservedElsewhere: String?
         if !vgpus.isEmpty {
             let types = Set(vgpus.compactMap { $0.hostVGPU?.typeID })
             guard types.count == 1, let typeID = types.first, vgpus.allSatisfy({ $0.hostVGPU != nil }) else {
@@ -197,13 +213,14 @@ private struct Steps {
             let request = ReservationRequest(
                 typeID: typeID, count: vgpus.count, owner: record.id,
                 leaseSeconds: Int(min(86_400, policy.completionTimeoutSecondsPerGiB * gibibytes + 600)),
-                idempotencyKey: "\(record.id)/reserve")
+                idempotencyKey: "\(record.id)/reserve", prefer: run.preferredDevices)
             try await intend(&record, .reserve(typeID: typeID, count: vgpus.count, at: now), jobStarted: false)
             let reservation = try await agent.reserve(request)
             await pauseIfAsked("reserved", record)
             record.reservation = ReservationReference(
                 host: destination.name, id: reservation.id, devices: reservation.devices, state: reservation.state)
             reservedCount = reservation.devices.count
+            reservedElsewhere = MigrationRun.outsidePreference(reservation.devices, run.preferredDevices)
             var mapping: [HostdevSource: HostdevSource] = [:]
             for (vgpu, device) in zip(vgpus, reservation.devices) { mapping[vgpu.source] = device.hostdevSource }
             destinationXML = try DomainXMLRewriter.rewrite(
@@ -211,7 +228,10 @@ private struct Steps {
         }
         try await move(
             &record, to: .migrating,
-            vgpus.isEmpty ? "no vGPU to reserve" : "reserved \(reservedCount) vGPU(s) on \(destination.name)")
+            vgpus.isEmpty
+                ? "no vGPU to reserve"
+                : "reserved \(reservedCount) vGPU(s) on \(destination.name)"
+                    + (reservedElsewhere.map { ", \($0)" } ?? ""))
 
         let outcome = try await migrate(
             &record, guest: guest, domain: domain, vgpus: vgpus, destinationXML: destinationXML)

@@ -268,4 +268,25 @@ struct RunTests {
         #expect(try await bench.destinationAgent.reservations().isEmpty)
         #expect(await bench.lab.guest("vm-cordon", on: "src")?.active == true)
     }
+
+    @Test("a drain's planned device goes to the agent with the request; a vGPU reserved elsewhere is named")
+    func preferredDevice() async throws {
+        let bench = try await EngineBench()
+        let sourceDevice = try await bench.sourceVGPU()
+        try await bench.startGuest("vm-plan", mdev: sourceDevice, memoryMiB: 512)
+        let planned = DeviceAddress("0000:5e:00.0")!
+        var run = bench.run("vm-plan", policy: try EngineBench.policy("adaptive"))
+        run.preferredDevices = [planned]
+
+        let record = try await run.run()
+
+        #expect(record.state == .completed, "\(bench.events.all)")
+        #expect(try await bench.destinationAgent.reservations().map(\.request.prefer) == [[planned]])
+        // The in-memory agent has one GPU, 0000:3b:00.0: the step says the vGPU is not where planned.
+        let reserved = try #require(record.events.first { $0.to == .migrating })
+        #expect(reserved.reason == "reserved 1 vGPU(s) on dst, on 0000:3b:00.0, not the planned 0000:5e:00.0")
+        #expect(
+            MigrationRun.outsidePreference(
+                record.reservation?.devices ?? [], [DeviceAddress("0000:3b:00.0")!]) == nil)
+    }
 }
