@@ -36,14 +36,7 @@ struct CordonCommand: AsyncParsableCommand {
         }
         _ = try InventoryAccess.host(host, in: try inventoryFile.load())
         let store = try await database.open()
-        let asked = HostCordon(host: host, reason: reason, since: Date(), by: CordonText.operatorName())
-        let cordon: HostCordon
-        let created: Bool
-        do {
-            (cordon, created) = try await store.cordon(asked)
-        } catch {
-            throw CommandFailure("cannot cordon \(host): \(error)")
-        }
+        let (cordon, created) = try await CordonText.cordon(host, reason: reason, in: store)
         if json {
             print(try HistoryText.json(cordon))
         } else if !created {
@@ -103,6 +96,19 @@ enum CordonText {
     /// `driver update, by root@ops-1, since 2026-12-06 17:02:11`: why a host is no destination.
     static func reason(_ cordon: HostCordon) -> String {
         cordon.reason + (cordon.by.map { ", by \($0)" } ?? "") + ", since \(HistoryText.time(cordon.since))"
+    }
+
+    /// Cordons `host` in `store` in the name of whoever runs the command; the cordon it
+    /// already had comes back unchanged (`created` false).
+    static func cordon(_ host: String, reason: String, in store: any HistoryStore, remedy: String? = nil)
+        async throws(CommandFailure) -> (HostCordon, created: Bool)
+    {
+        let asked = HostCordon(host: host, reason: reason, since: Date(), by: operatorName())
+        do {
+            return try await store.cordon(asked)
+        } catch {
+            throw CommandFailure("cannot cordon \(host): \(error)", remedy: remedy)
+        }
     }
 
     /// `user@machine` of whoever runs the command.

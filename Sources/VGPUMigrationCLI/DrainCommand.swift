@@ -67,7 +67,7 @@ struct DrainCommand: AsyncParsableCommand {
     func validate() throws {
         if (host == nil) == (resume == nil) { throw ValidationError("give HOST to drain, or --resume ID") }
         if resume != nil && dryRun { throw ValidationError("--resume runs a drain; drop --dry-run") }
-        if let resume { try HistoryText.validateMigrationID(resume) }
+        if let resume { try HistoryText.validateMigrationID(resume, of: "drain") }
         if !(1...64).contains(parallel) { throw ValidationError("--parallel must be between 1 and 64") }
         if !policyName.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "-" || $0 == "_" }) {
             throw ValidationError("--policy takes a policy name such as adaptive")
@@ -186,17 +186,13 @@ struct DrainCommand: AsyncParsableCommand {
     }
 
     func cordon(_ host: String, in store: any HistoryStore) async throws {
-        let asked = HostCordon(host: host, reason: reason, since: Date(), by: CordonText.operatorName())
-        do {
-            let (cordon, created) = try await store.cordon(asked)
-            if !json {
-                Self.say(
-                    created
-                        ? "cordoned \(host): no migration goes there"
-                        : "\(host) stays cordoned: \(CordonText.line(cordon))")
-            }
-        } catch {
-            throw CommandFailure("cannot cordon \(host): \(error)", remedy: "nothing was moved; check --database")
+        let (cordon, created) = try await CordonText.cordon(
+            host, reason: reason, in: store, remedy: "nothing was moved; check --database")
+        if !json {
+            Self.say(
+                created
+                    ? "cordoned \(host): no migration goes there" : "\(host) stays cordoned: \(CordonText.line(cordon))"
+            )
         }
     }
 

@@ -301,9 +301,9 @@ struct ShowCommand: AsyncParsableCommand {
 /// Renderings of the history.
 enum HistoryText {
     /// A migration id or a prefix of one: hex digits and '-', nothing that could be a path.
-    static func validateMigrationID(_ id: String) throws {
+    static func validateMigrationID(_ id: String, of kind: String = "migration") throws {
         guard !id.isEmpty, id.count <= 36, id.allSatisfy({ $0.isHexDigit || $0 == "-" }) else {
-            throw ValidationError("'\(id)' is not a migration id (hex digits and '-')")
+            throw ValidationError("'\(id)' is not a \(kind) id (hex digits and '-')")
         }
     }
 

@@ -133,6 +133,7 @@ struct DrainCommandTests {
             (["drain", "--dry-run"], "give HOST to drain, or --resume ID"),
             (["drain", "src", "--resume", "ab12"], "give HOST to drain, or --resume ID"),
             (["drain", "--resume", "ab12"], "no drain ab12 in the history"),
+            (["drain", "--resume", "../x"], "'../x' is not a drain id (hex digits and '-')"),
             (["drain", "t4-b", "--dry-run"], "host t4-b has no libvirt_uri in the inventory"),
             (["drain", "src", "--to", "src", "--dry-run"], "--to names src, the host to empty"),
             (["drain", "src", "--parallel", "0", "--dry-run"], "--parallel must be between 1 and 64"),
