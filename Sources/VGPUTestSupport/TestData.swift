@@ -163,22 +163,27 @@ package struct Lab: Sendable {
     /// The hosts' addresses on the link between their network namespaces (migration data).
     package var sourceAddress: String
     package var destinationAddress: String
+    /// The third host, `spare`, when the lab was brought up with one, and its address.
+    package var spareURI: String?
+    package var spareAddress: String?
 
     @TaskLocal package static var current: Lab?
 
     /// Runs `scripts/lab` with this lab's directory.
     @discardableResult
-    package static func script(_ arguments: [String], directory: String) throws -> ProcessOutcome {
+    package static func script(_ arguments: [String], directory: String, spare: Bool = false) throws
+        -> ProcessOutcome
+    {
         try ProcessOutcome.run(
             TestData.packageRoot.appendingPathComponent("scripts/lab"), arguments,
-            environment: ["VGPU_LAB_DIR": directory])
+            environment: ["VGPU_LAB_DIR": directory, "VGPU_LAB_SPARE": spare ? "1" : "0"])
     }
 
-    /// Brings a lab up in a new directory under /tmp.
-    package static func up() throws -> Lab {
+    /// Brings a lab up in a new directory under /tmp, with a third host `spare` when asked.
+    package static func up(spare: Bool = false) throws -> Lab {
         let directory =
             "/tmp/vgpu-migrate-test-lab-\(ProcessInfo.processInfo.processIdentifier)-\(UInt16.random(in: 0...UInt16.max))"
-        let outcome = try script(["up"], directory: directory)
+        let outcome = try script(["up"], directory: directory, spare: spare)
         guard outcome.status == 0 else {
             _ = try? script(["down"], directory: directory)
             throw CocoaError(
@@ -199,9 +204,15 @@ package struct Lab: Sendable {
             throw CocoaError(
                 .executableLoad, userInfo: [NSLocalizedDescriptionKey: "scripts/lab printed no URIs and addresses"])
         }
+        if spare && (values["VGPU_LAB_SPARE_URI"] == nil || values["VGPU_LAB_SPARE_ADDRESS"] == nil) {
+            _ = try? script(["down"], directory: directory)
+            throw CocoaError(
+                .executableLoad, userInfo: [NSLocalizedDescriptionKey: "scripts/lab started no spare host"])
+        }
         return Lab(
             directory: directory, sourceURI: source, destinationURI: destination, sourceAddress: sourceAddress,
-            destinationAddress: destinationAddress)
+            destinationAddress: destinationAddress, spareURI: values["VGPU_LAB_SPARE_URI"],
+            spareAddress: values["VGPU_LAB_SPARE_ADDRESS"])
     }
 
     package func down() {
@@ -250,10 +261,10 @@ package struct Lab: Sendable {
             ], directory: directory)
     }
 
-    /// Destroys and undefines `name` on both hosts, wherever it is (the lab guest keeps a host
+    /// Destroys and undefines `name` on every host, wherever it is (the lab guest keeps a host
     /// CPU busy while it runs).
     package func removeGuest(_ name: String) {
-        for uri in [sourceURI, destinationURI] {
+        for uri in [sourceURI, destinationURI] + (spareURI.map { [$0] } ?? []) {
             _ = try? virsh(uri, ["destroy", name])
             _ = try? virsh(uri, ["undefine", name])
         }
@@ -266,7 +277,7 @@ package struct Lab: Sendable {
         return text.split(separator: "\n").compactMap { GuestReport(line: String($0)) }
     }
 
-    /// SIGKILLs the libvirt daemon of `host` ("src" or "dst"), as a crash would end it.
+    /// SIGKILLs the libvirt daemon of `host` ("src", "dst" or "spare"), as a crash would end it.
     package func killDaemon(_ host: String) throws {
         let pidFile = "\(directory)/hosts/\(host)/run/libvirtd.pid"
         let text = try String(contentsOfFile: pidFile, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)

@@ -2,13 +2,16 @@ import Testing
 
 /// Brings the two-host lab up around a suite and down after it, also when a test fails; the
 /// suite's tests find it in ``Lab/current``.
+/// With `spare`, the lab has a third host, `spare`.
 package struct TwoHostLab: SuiteTrait, TestScoping {
-    package init() {}
+    package var spare: Bool
+
+    package init(spare: Bool = false) { self.spare = spare }
 
     package func provideScope(
         for test: Test, testCase: Test.Case?, performing function: @Sendable () async throws -> Void
     ) async throws {
-        try await withLab(Lab.up, down: { $0.down() }) { lab in
+        try await withLab({ try Lab.up(spare: spare) }, down: { $0.down() }) { lab in
             try await Lab.$current.withValue(lab) { try await function() }
         }
     }
@@ -56,6 +59,9 @@ actor LabLock {
 extension Trait where Self == TwoHostLab {
     /// The two-host libvirt lab of `scripts/lab`, for the suite.
     package static var twoHostLab: Self { TwoHostLab() }
+
+    /// The lab with a third host, `spare`: a drain that must choose between destinations.
+    package static var labWithSpareHost: Self { TwoHostLab(spare: true) }
 }
 
 extension Tag {

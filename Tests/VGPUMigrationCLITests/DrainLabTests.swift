@@ -4,6 +4,8 @@ import VGPUMigrationCore
 import VGPUMigrationStorage
 import VGPUTestSupport
 
+@testable import VGPUMigrationCLI
+
 @Suite("drain in the two-host lab (real libvirt daemons and QEMU)", .serialized, .twoHostLab, .tags(.lab))
 struct DrainLabTests {
     static let guests = ["drain-1", "drain-2", "drain-3", "drain-4"]
@@ -167,5 +169,69 @@ struct DrainDestinationCrashLabTests {
         let record = try #require(try await SQLiteHistoryStore(path: database).drain(id: id))
         #expect(record.state == .incomplete && record.move(of: "crash-1")?.state == .moved)
         #expect(record.move(of: "crash-2")?.state == .failed && record.move(of: "crash-3")?.state == .failed)
+    }
+}
+
+@Suite(
+    "drain with a spare host: a move whose destination died is retried on the other (three-host lab)", .serialized,
+    .labWithSpareHost, .tags(.lab))
+struct DrainRetryElsewhereLabTests {
+    @Test("dst's daemon killed after the first move: each VM planned for dst is retried once on spare, none stays")
+    func retriedOnSpare() async throws {
+        let lab = try #require(Lab.current)
+        let directory = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let guests = ["spare-1", "spare-2", "spare-3", "spare-4"]
+        defer { for guest in guests { lab.removeGuest(guest) } }
+        for guest in guests {
+            for outcome in try lab.defineGuest(guest, memoryMiB: 64) {
+                #expect(outcome.status == 0, "\(outcome.standardError)")
+            }
+        }
+        let (database, common) = try DrainLabTests.arguments(lab, in: directory)
+        // The plan spreads the four over dst and spare, two each.
+        let planned = try ProductRunner.run("vgpu-migrate", ["drain", "src", "--dry-run", "--json"] + common)
+        #expect(planned.status == 0, "\(planned.standardOutput)\(planned.standardError)")
+        let plan = try decodedJSON(DrainPlanReport.self, from: planned.standardOutput).plan
+        let toDst = Set(plan.placements.filter { $0.destination == "dst" }.map(\.vm))
+        #expect(toDst.count == 2 && plan.placements.count == 4, "\(plan.placements)")
+
+        let drain = try RunningProcess(
+            try ProductRunner.executable("vgpu-migrate"), ["drain", "src", "--parallel", "1"] + common,
+            directory: directory)
+        defer { drain.stop() }
+        let first = drain.waitForLine(within: 120) { $0.contains(": completed in ") }
+        let firstVM = try #require(first.map { String($0.prefix { $0 != " " }) }, "\(drain.standardOutput)")
+        try lab.killDaemon("dst")
+        let status = drain.waitForExit(within: 240)
+        let output = drain.standardOutput
+        #expect(status == 0, "\(output)\(drain.standardError)")
+        #expect(output.contains(": completed, 4 of 4 VMs moved"), "\(output)")
+        // Every VM planned for dst that had not moved before the kill failed there and moved to spare.
+        let retried = toDst.subtracting([firstVM])
+        #expect(!retried.isEmpty)
+        for vm in retried {
+            #expect(output.contains("\(vm): failed on dst, trying spare"), "\(vm): \(output)")
+            #expect(output.contains("\(vm) → spare: migrating (second attempt)"), "\(vm): \(output)")
+        }
+        let id = try #require(DrainLabTests.drainID(in: output))
+        let record = try #require(try await SQLiteHistoryStore(path: database).drain(id: id))
+        #expect(record.state == .completed)
+        for guest in guests {
+            let move = try #require(record.move(of: guest))
+            #expect(move.state == .moved, "\(guest): \(move)")
+            if retried.contains(guest) {
+                #expect(move.destination == "spare", "\(guest): \(move)")
+            }
+            #expect(
+                try lab.virsh(lab.sourceURI, ["domstate", guest]).standardOutput.hasPrefix("running") == false,
+                "\(guest) still runs on src")
+        }
+        // The VMs that went to spare run there; nothing is left of them on src.
+        let onSpare = Set(record.moves.filter { $0.destination == "spare" }.map(\.vm))
+        let spareURI = try #require(lab.spareURI)
+        let running = try lab.virsh(spareURI, ["list", "--name"]).standardOutput.split(separator: "\n").map(String.init)
+        #expect(Set(running) == onSpare, "\(running)")
+        #expect(onSpare.count == 4 - (toDst.contains(firstVM) ? 1 : 0), "\(record.moves)")
     }
 }

@@ -5,7 +5,8 @@ import VGPUMigrationCore
 import VGPUMigrationStorage
 import VGPUTestSupport
 
-/// The lab as an inventory: both daemons, fixture T4 trees as their GPUs, data over the lab's link.
+/// The lab as an inventory: its daemons (src, dst, and spare when the lab has it), fixture T4
+/// trees as their GPUs, data over the lab's link.
 /// With `destinationAgent` (`sourceAgent`), dst's (src's) GPUs come from that agent (token in
 /// the file `token`).
 func labInventory(_ lab: Lab, in directory: URL, destinationAgent: String? = nil, sourceAgent: String? = nil) throws
@@ -26,8 +27,20 @@ func labInventory(_ lab: Lab, in directory: URL, destinationAgent: String? = nil
         libvirt_uri: \(lab.destinationURI)
         \(destinationGPUs)
         migration_address: \(lab.destinationAddress)
-    """.write(to: file, atomically: true, encoding: .utf8)
+    """.appending(spareHost(lab)).write(to: file, atomically: true, encoding: .utf8)
     return file.path
+}
+
+/// The lab's third host in the inventory, when it has one: a copy of dst.
+private func spareHost(_ lab: Lab) -> String {
+    guard let uri = lab.spareURI, let address = lab.spareAddress else { return "" }
+    return """
+
+          spare:
+            libvirt_uri: \(uri)
+            sysfs_root: \(fixture("t4-b"))
+            migration_address: \(address)
+        """
 }
 
 /// Defines and starts a guest on the lab's source, expecting both to succeed.
