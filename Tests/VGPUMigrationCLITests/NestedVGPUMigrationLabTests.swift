@@ -503,6 +503,11 @@ struct NestedVGPUMigrationLabTests {
             let record = try coordinator.record(try #require(move.migrations.first))
             #expect(record.state == .completed && record.reservation?.state == .committed)
             moved.formUnion(record.reservation?.devices.map(\.id) ?? [])
+            // The plan's device went to dst's agent with the request, and the agent used it.
+            let reserved = try #require(record.events.first { $0.to == .migrating }).reason
+            #expect(!reserved.contains("not the planned"), "\(reserved)")
+            let id = try #require(record.reservation?.id)
+            #expect(try reservations(lab, "dst").first { $0.id == id }?.request.prefer == [.named("mtty")])
         }
         #expect(moved.count == 2 && moved.isDisjoint(with: [first, second]))
         #expect(try lab.mdevs(on: "dst") == moved)
@@ -547,5 +552,70 @@ struct NestedVGPUMigrationLabTests {
         #expect(try lab.runningDomains(on: "src") == ["nested-scarce-2"])
         #expect(try lab.mdevs(on: "src") == [second])
         #expect(try lab.run("dst", "cat \(types)/mtty-2/available_instances").standardOutput == "0\n")
+    }
+
+    /// The reservations `host`'s agent holds, as it lists them.
+    func reservations(_ lab: NestedLab, _ host: String) throws -> [Reservation] {
+        let listed = try lab.agent(host, get: "/v1/reservations")
+        let decoder = JSONDecoder()
+        decoder.dateDecodingStrategy = .iso8601
+        return try decoder.decode([Reservation].self, from: Data(listed.standardOutput.utf8))
+    }
+
+    @Test(
+        "drain of three mtty guests SIGKILLed after its second move, the third mid-migration: --resume settles it, nothing migrated twice, nothing left reserved"
+    )
+    func drainKilledAndResumed() async throws {
+        let lab = try #require(NestedLab.current)
+        let directory = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        defer { lab.reset() }
+        // `slow` (4 MiB/s) keeps the third migration running when the second ends.
+        let coordinator = Coordinator(lab: lab, directory: directory, policies: try slowPolicies(in: directory))
+        let guests = ["nested-resume-1", "nested-resume-2", "nested-resume-3"]
+        var started: Set<String> = []
+        for guest in guests { started.insert(try lab.startGuest(guest)) }
+        let common = ["--policies", coordinator.policies] + coordinator.inventory
+        let drain = try lab.startCoordinator(
+            ["drain", "src", "--to", "dst", "--parallel", "2", "--policy", "slow"] + common, directory: directory,
+            environment: coordinator.environment.merging(["VGPU_MIGRATE_TEST_DRAIN_PAUSE_AFTER": "2"]) { $1 })
+        defer { drain.stop() }
+        let paused = drain.waitForLine(within: 300) { $0.hasPrefix("paused after 2 moves") }
+        #expect(paused != nil, "\(drain.standardOutput)\(drain.standardError)")
+        drain.kill()
+        let id = try #require(DrainLabTests.drainID(in: drain.standardOutput), "\(drain.standardOutput)")
+
+        // The coordinator is gone with one migration under way: its vGPU is reserved on dst.
+        let killed = try decodedJSON(
+            DrainRecord.self, from: try coordinator.read(["show", id, "--json"]).standardOutput)
+        #expect(killed.state == .running)
+        #expect(killed.moves.filter { $0.state == .moved }.count == 2, "\(killed.moves)")
+        let inFlight = try #require(killed.moves.first { $0.state == .migrating }, "\(killed.moves)")
+        #expect(try reservations(lab, "dst").filter { $0.state == .active }.map(\.request.owner) == inFlight.migrations)
+
+        let resumed = try lab.coordinator(["drain", "--resume", id] + common, environment: coordinator.environment)
+        #expect(resumed.status == 0, "\(resumed.standardOutput)\(resumed.standardError)")
+        #expect(resumed.standardOutput.contains("settled migration"), "\(resumed.standardOutput)")
+        let after = try decodedJSON(
+            DrainRecord.self, from: try coordinator.read(["show", id, "--json"]).standardOutput)
+        #expect(after.state == .completed)
+        // Nothing migrated twice: one migration per VM, each completed with its reservation committed.
+        #expect(after.moves.allSatisfy { $0.state == .moved && $0.migrations.count == 1 }, "\(after.moves)")
+        var moved: Set<String> = []
+        for move in after.moves {
+            let record = try coordinator.record(try #require(move.migrations.only))
+            #expect(record.state == .completed && record.reservation?.state == .committed, "\(record.events)")
+            moved.formUnion(record.reservation?.devices.map(\.id) ?? [])
+        }
+        #expect(try lab.runningDomains(on: "dst") == Set(guests))
+        #expect(try lab.runningDomains(on: "src").isEmpty)
+        // Nothing left reserved: dst holds exactly the three committed mdevs, src none of the old ones.
+        #expect(moved.count == 3 && moved.isDisjoint(with: started))
+        #expect(try lab.mdevs(on: "dst") == moved)
+        #expect(try lab.mdevs(on: "src").isEmpty)
+        let held = try reservations(lab, "dst")
+        #expect(held.filter { $0.state == .active || $0.state == .creating || $0.state == .releasing }.isEmpty)
+        #expect(Set(held.filter { $0.state == .committed }.flatMap(\.devices).map(\.id)) == moved)
+        #expect(try reservations(lab, "src").allSatisfy { $0.state != .active && $0.state != .committed })
     }
 }
