@@ -204,15 +204,31 @@ package final class PostgresHistoryStore: HistoryStore {
     }
 
     package func record(id: String) async throws(HistoryStoreError) -> MigrationRecord? {
-        let texts: [String]
+        let texts = try await recordTexts(in: "migrations", id: id)
+        let records = try texts.map { (text) throws(HistoryStoreError) in try decodeRecord(text) }
+        if records.count > 1 { throw .ambiguous(id, records.map(\.id)) }
+        return records.first
+    }
+
+    /// The stored JSON of the row of `table` (`migrations` or `drains`) whose id is `id`, else of
+    /// the rows whose id starts with it (two at most: more than one is ambiguous to the caller).
+    private func recordTexts(in table: StaticString, id: String) async throws(HistoryStoreError) -> [String] {
+        let name = "\(table)"
         do {
-            texts = try await connected { client in
+            return try await connected { client in
                 var texts: [String] = []
-                var rows = try await client.query("SELECT record FROM migrations WHERE id = \(id)")
+                var binds = PostgresBindings()
+                binds.append(id)
+                var rows = try await client.query(
+                    PostgresQuery(unsafeSQL: "SELECT record FROM \(name) WHERE id = $1", binds: binds))
                 for try await (text) in rows.decode(String.self) { texts.append(text) }
                 if texts.isEmpty {
+                    var prefix = PostgresBindings()
+                    prefix.append(likePrefix(id))
                     rows = try await client.query(
-                        "SELECT record FROM migrations WHERE id LIKE \(likePrefix(id)) ESCAPE '\\' LIMIT 2")
+                        PostgresQuery(
+                            unsafeSQL: "SELECT record FROM \(name) WHERE id LIKE $1 ESCAPE '\\' LIMIT 2", binds: prefix)
+                    )
                     for try await (text) in rows.decode(String.self) { texts.append(text) }
                 }
                 return texts
@@ -220,9 +236,6 @@ package final class PostgresHistoryStore: HistoryStore {
         } catch {
             throw .unavailable("\(location): \(String(reflecting: error))")
         }
-        let records = try texts.map { (text) throws(HistoryStoreError) in try decodeRecord(text) }
-        if records.count > 1 { throw .ambiguous(id, records.map(\.id)) }
-        return records.first
     }
 
     package func list(_ filter: HistoryFilter) async throws(HistoryStoreError) -> [MigrationSummary] {
@@ -427,22 +440,7 @@ extension PostgresHistoryStore {
     }
 
     package func drain(id: String) async throws(HistoryStoreError) -> DrainRecord? {
-        let texts: [String]
-        do {
-            texts = try await connected { client in
-                var texts: [String] = []
-                var rows = try await client.query("SELECT record FROM drains WHERE id = \(id)")
-                for try await (text) in rows.decode(String.self) { texts.append(text) }
-                if texts.isEmpty {
-                    rows = try await client.query(
-                        "SELECT record FROM drains WHERE id LIKE \(likePrefix(id)) ESCAPE '\\' LIMIT 2")
-                    for try await (text) in rows.decode(String.self) { texts.append(text) }
-                }
-                return texts
-            }
-        } catch {
-            throw .unavailable("\(location): \(String(reflecting: error))")
-        }
+        let texts = try await recordTexts(in: "drains", id: id)
         let drains = try texts.map { (text) throws(HistoryStoreError) in try decodeDrain(text) }
         if drains.count > 1 { throw .ambiguous(id, drains.map(\.id)) }
         return drains.first

@@ -191,19 +191,7 @@ package final class SQLiteHistoryStore: HistoryStore {
     }
 
     package func drain(id: String) async throws(HistoryStoreError) -> DrainRecord? {
-        let rows: [String]
-        do {
-            rows = try await pool.read { db in
-                if let exact = try String.fetchOne(db, sql: "SELECT record FROM drains WHERE id = ?", arguments: [id]) {
-                    return [exact]
-                }
-                return try String.fetchAll(
-                    db, sql: "SELECT record FROM drains WHERE id LIKE ? ESCAPE '\\' LIMIT 2",
-                    arguments: [likePrefix(id)])
-            }
-        } catch {
-            throw .unavailable("\(path): \(error)")
-        }
+        let rows = try await recordTexts(in: "drains", id: id)
         let drains = try rows.map { (text) throws(HistoryStoreError) in try decodeDrain(text) }
         if drains.count > 1 { throw .ambiguous(id, drains.map(\.id)) }
         return drains.first
@@ -267,24 +255,29 @@ package final class SQLiteHistoryStore: HistoryStore {
     }
 
     package func record(id: String) async throws(HistoryStoreError) -> MigrationRecord? {
-        let rows: [String]
+        let rows = try await recordTexts(in: "migrations", id: id)
+        let records = try rows.map { (text) throws(HistoryStoreError) in try decodeRecord(text) }
+        if records.count > 1 { throw .ambiguous(id, records.map(\.id)) }
+        return records.first
+    }
+
+    /// The stored JSON of the row of `table` (`migrations` or `drains`) whose id is `id`, else of
+    /// the rows whose id starts with it (two at most: more than one is ambiguous to the caller).
+    private func recordTexts(in table: StaticString, id: String) async throws(HistoryStoreError) -> [String] {
+        let name = "\(table)"
         do {
-            rows = try await pool.read { db in
-                if let exact = try String.fetchOne(
-                    db, sql: "SELECT record FROM migrations WHERE id = ?", arguments: [id])
+            return try await pool.read { db in
+                if let exact = try String.fetchOne(db, sql: "SELECT record FROM \(name) WHERE id = ?", arguments: [id])
                 {
                     return [exact]
                 }
                 return try String.fetchAll(
-                    db, sql: "SELECT record FROM migrations WHERE id LIKE ? ESCAPE '\\' LIMIT 2",
+                    db, sql: "SELECT record FROM \(name) WHERE id LIKE ? ESCAPE '\\' LIMIT 2",
                     arguments: [likePrefix(id)])
             }
         } catch {
             throw .unavailable("\(path): \(error)")
         }
-        let records = try rows.map { (text) throws(HistoryStoreError) in try decodeRecord(text) }
-        if records.count > 1 { throw .ambiguous(id, records.map(\.id)) }
-        return records.first
     }
 
     package func list(_ filter: HistoryFilter) async throws(HistoryStoreError) -> [MigrationSummary] {
