@@ -92,6 +92,38 @@ struct DrainLabTests {
         #expect(lifted.status == 0 && lifted.standardOutput.hasPrefix("uncordoned src"))
     }
 
+    @Test("on a terminal the drain's count is one line redrawn in place: done, running with % sent, left")
+    func terminalProgress() async throws {
+        let lab = try #require(Lab.current)
+        let directory = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let guests = ["tty-1", "tty-2"]
+        defer { for guest in guests { lab.removeGuest(guest) } }
+        for guest in guests {
+            for outcome in try lab.defineGuest(guest, memoryMiB: 64) {
+                #expect(outcome.status == 0, "\(outcome.standardError)")
+            }
+        }
+        let (_, common) = try DrainLabTests.arguments(lab, in: directory)
+        let command = ([try ProductRunner.executable("vgpu-migrate").path, "drain", "src", "--to", "dst"] + common)
+            .map { "'\($0)'" }.joined(separator: " ")
+        // util-linux's script gives the drain a pseudo-terminal and copies what it writes there.
+        let outcome = try ProcessOutcome.run(
+            URL(fileURLWithPath: "/usr/bin/script"), ["-qfec", command, "/dev/null"], environment: ["TERM": "xterm"])
+        let output = outcome.standardOutput
+        #expect(outcome.status == 0, "\(output)\(outcome.standardError)")
+        // After the first move ends the count is redrawn: the line is cleared and written again.
+        let redrawn = output.components(separatedBy: "\r\u{1B}[K").dropFirst()
+        let counts = redrawn.filter { $0.hasPrefix("drain: ") }.map { $0.prefix { $0 != "\r" && $0 != "\n" } }
+        #expect(
+            counts.contains { $0.hasPrefix("drain: 1 done, 1 running (tty-") && $0.hasSuffix("%), 0 left") },
+            "\(counts)")
+        // No count is a line of its own, as it is when nobody watches.
+        #expect(!output.contains("[1 done,"), "\(output)")
+        for guest in guests { #expect(output.contains("\(guest) → dst: completed in "), "\(output)") }
+        #expect(output.contains(": completed, 2 of 2 VMs moved"), "\(output)")
+    }
+
     @Test("a drain whose coordinator is SIGKILLed after its second migration is resumed: nothing migrated twice")
     func killedAndResumed() async throws {
         let lab = try #require(Lab.current)
