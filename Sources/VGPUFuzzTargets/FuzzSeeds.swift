@@ -36,6 +36,10 @@ package struct FuzzSeeds {
                     #"{"type_id":"nvidia-232","count":1,"owner":"m-1","lease_seconds":600,"idempotency_key":"k-1"}"#
                 ),
                 ("vendor.json", #"{"type_id":"1152","count":2,"owner":"a","lease_seconds":1,"idempotency_key":"b"}"#),
+                (
+                    "prefer.json",
+                    #"{"type_id":"mtty-2","count":1,"owner":"m","lease_seconds":60,"idempotency_key":"p","prefer":["0000:3b:00.0","mtty"]}"#
+                ),
                 ("id.txt", "3f2a7d5e-1c4b-4e8a-9d6f-0a1b2c3d4e5f"),
                 ("escaped.json", #"{"type_id":"..\/..","count":64,"owner":"\u00e9","lease_seconds":86400}"#),
             ].map { ($0.0, Array($0.1.utf8)) }
