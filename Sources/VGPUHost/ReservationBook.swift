@@ -332,7 +332,8 @@ package actor ReservationBook {
         var line = try encoder.encode(reservation)
         line.append(UInt8(ascii: "\n"))
         if !FileManager.default.fileExists(atPath: journal.path) {
-            FileManager.default.createFile(atPath: journal.path, contents: nil)
+            // When it cannot be made, opening it below says why.
+            _ = FileManager.default.createFile(atPath: journal.path, contents: nil)
         }
         let handle = try FileHandle(forWritingTo: journal)
         defer { try? handle.close() }

@@ -140,7 +140,7 @@ package struct VGPUAllocator: Sendable {
         var holders: [DeviceHolder] = []
         for pid in try sysfs.listDirectory("proc") ?? [] where pid.allSatisfy(\.isASCIIDigit) {
             guard let descriptors = try? sysfs.listDirectory("proc/\(pid)/fd") else { continue }
-            for descriptor in descriptors ?? [] {
+            for descriptor in descriptors {
                 guard let target = try? sysfs.readLink("proc/\(pid)/fd/\(descriptor)"), nodes.contains(target) else {
                     continue
                 }
