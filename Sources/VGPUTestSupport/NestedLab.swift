@@ -53,6 +53,7 @@ package struct NestedLab: Sendable {
         let outcome = try ProcessOutcome.run(script, ["up"], environment: environment)
         func failed(_ message: String) -> any Error {
             _ = try? ProcessOutcome.run(script, ["down"], environment: ["VGPU_NESTED_DIR": directory])
+            try? FileManager.default.removeItem(atPath: directory)
             return CocoaError(.executableLoad, userInfo: [NSLocalizedDescriptionKey: message])
         }
         guard outcome.status == 0 else { throw failed("scripts/nested-lab up failed: \(outcome.standardError)") }

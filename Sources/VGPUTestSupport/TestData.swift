@@ -186,6 +186,7 @@ package struct Lab: Sendable {
         let outcome = try script(["up"], directory: directory, spare: spare)
         guard outcome.status == 0 else {
             _ = try? script(["down"], directory: directory)
+            try? FileManager.default.removeItem(atPath: directory)
             throw CocoaError(
                 .executableLoad,
                 userInfo: [NSLocalizedDescriptionKey: "scripts/lab up failed: \(outcome.standardError)"])
@@ -201,11 +202,13 @@ package struct Lab: Sendable {
             let sourceAddress = values["VGPU_LAB_SRC_ADDRESS"], let destinationAddress = values["VGPU_LAB_DST_ADDRESS"]
         else {
             _ = try? script(["down"], directory: directory)
+            try? FileManager.default.removeItem(atPath: directory)
             throw CocoaError(
                 .executableLoad, userInfo: [NSLocalizedDescriptionKey: "scripts/lab printed no URIs and addresses"])
         }
         if spare && (values["VGPU_LAB_SPARE_URI"] == nil || values["VGPU_LAB_SPARE_ADDRESS"] == nil) {
             _ = try? script(["down"], directory: directory)
+            try? FileManager.default.removeItem(atPath: directory)
             throw CocoaError(
                 .executableLoad, userInfo: [NSLocalizedDescriptionKey: "scripts/lab started no spare host"])
         }
