@@ -63,7 +63,8 @@ func policiesWith(_ name: String, from base: String, in directory: URL, _ change
 
 func runningOn(_ lab: Lab, _ name: String) throws -> [String] {
     var hosts: [String] = []
-    for (host, uri) in [("src", lab.sourceURI), ("dst", lab.destinationURI)] {
+    let spare = lab.spareURI.map { [("spare", $0)] } ?? []
+    for (host, uri) in [("src", lab.sourceURI), ("dst", lab.destinationURI)] + spare {
         if try lab.virsh(uri, ["domstate", name]).standardOutput.hasPrefix("running") { hosts.append(host) }
     }
     return hosts
